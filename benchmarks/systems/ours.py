@@ -1,0 +1,94 @@
+"""django-broadcaster, through its public API only, on each shipped backend and as a layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import POSTGRES_URL, REDIS_URL, Adapter, Unavailable
+from .channels_layers import ChannelLayerAdapter
+
+BACKENDS = "django_broadcaster.backends."
+# Deep enough that no scenario makes a subscriber lag.
+OPTIONS = {"MAX_QUEUE": 100_000}
+POSTGRES_DATABASE = {
+    "ENGINE": "django.db.backends.postgresql",
+    "NAME": "test",
+    "USER": "postgres",
+    "HOST": "127.0.0.1",
+    "PORT": "5432",
+}
+
+
+def _configure(backend: str, location: str | None, database: dict[str, str] | None = None) -> Any:
+    """Set up Django with one broadcast alias, "default"; return ``broadcasts["default"]``."""
+    try:
+        import django
+        from django.conf import settings
+
+        conf: dict[str, Any] = {"BACKEND": BACKENDS + backend, "OPTIONS": OPTIONS}
+        if location:
+            conf["LOCATION"] = location
+        settings.configure(
+            INSTALLED_APPS=["django_broadcaster"],
+            BROADCAST_BACKENDS={"default": conf},
+            DATABASES={"default": database} if database else {},
+            USE_TZ=True,
+        )
+        django.setup()
+        if database:
+            from django.core.management import call_command
+
+            call_command("migrate", verbosity=0)
+        from django_broadcaster import broadcasts
+
+        return broadcasts["default"]
+    except Exception as exc:
+        raise Unavailable(f"not available: {type(exc).__name__}: {exc}") from exc
+
+
+class Ours(Adapter):
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+
+    async def publish(self, channel: str, payload: str) -> None:
+        await self.backend.apublish(channel, payload)
+
+    def subscribe(self, channel: str) -> Any:
+        return self.backend.subscribe(channel)
+
+    def receiver(self, handle: Any) -> Any:
+        events = aiter(handle)
+
+        async def get() -> str:
+            return (await anext(events)).message
+
+        return get
+
+    async def close(self) -> None:
+        await self.backend.aclose()
+
+
+def memory() -> Adapter:
+    return Ours(_configure("memory.MemoryBackend", None))
+
+
+def redis() -> Adapter:
+    return Ours(_configure("redis.RedisBackend", REDIS_URL))
+
+
+def redis_stream() -> Adapter:
+    return Ours(_configure("redis.RedisStreamBackend", REDIS_URL))
+
+
+def postgres() -> Adapter:
+    return Ours(_configure("postgres.PostgresBackend", POSTGRES_URL, POSTGRES_DATABASE))
+
+
+def layer() -> Adapter:
+    """Our channel layer over the Redis pub/sub backend."""
+    _configure("redis.RedisBackend", REDIS_URL)
+    try:
+        from django_broadcaster.layers import BroadcastChannelLayer
+    except ImportError as exc:
+        raise Unavailable(f"not available: {exc}") from exc
+    return ChannelLayerAdapter(BroadcastChannelLayer(using="default"), "close")

@@ -1,0 +1,62 @@
+"""raw-psycopg: a bare psycopg 3 LISTEN/NOTIFY loop, the ceiling for PostgreSQL.
+
+One connection sends ``pg_notify``; another LISTENs and reads ``notifies()``.
+``notifies()`` holds the connection lock while it waits, so the reader is
+stopped around each LISTEN / UNLISTEN (notifications arriving meanwhile are
+kept by psycopg and handed out when it restarts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from .base import POSTGRES_URL, Adapter, LocalFanout
+
+NOTIFY = "SELECT pg_notify(%s, %s)"
+
+
+class RawPsycopg(Adapter):
+    def __init__(self) -> None:
+        self.local = LocalFanout(self._listen, self._unlisten)
+        self.reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.listener = await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True)
+        self.notifier = await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True)
+
+    async def _run(self, statement: str, channel: str) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+            await asyncio.gather(self.reader, return_exceptions=True)
+        await self.listener.execute(sql.SQL(statement).format(sql.Identifier(channel)))
+        self.reader = asyncio.create_task(self._read())
+
+    async def _listen(self, channel: str) -> None:
+        await self._run("LISTEN {}", channel)
+
+    async def _unlisten(self, channel: str) -> None:
+        await self._run("UNLISTEN {}", channel)
+
+    async def _read(self) -> None:
+        async for notify in self.listener.notifies():
+            self.local.dispatch(notify.channel, notify.payload)
+
+    async def publish(self, channel: str, payload: str) -> None:
+        await self.notifier.execute(NOTIFY, (channel, payload))
+
+    def subscribe(self, channel: str) -> Any:
+        return self.local.subscription(channel)
+
+    def receiver(self, handle: asyncio.Queue[str]) -> Any:
+        return handle.get
+
+    async def close(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+            await asyncio.gather(self.reader, return_exceptions=True)
+        await self.listener.close()
+        await self.notifier.close()

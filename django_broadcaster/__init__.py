@@ -1,0 +1,30 @@
+"""django-broadcaster: publish on a named channel, every subscriber on every host receives it.
+
+>>> from django_broadcaster import broadcast
+>>> broadcast.publish("chat.lobby", {"text": "hi"})
+"""
+
+from .broadcast import Broadcast
+from .events import Event
+from .exceptions import (
+    BackendUnavailable,
+    BroadcastError,
+    HistoryNotSupported,
+    InvalidChannelName,
+    SubscriberLagged,
+)
+from .handler import broadcast, broadcasts
+from .subscription import Subscription
+
+__all__ = [
+    "BackendUnavailable",
+    "Broadcast",
+    "BroadcastError",
+    "Event",
+    "HistoryNotSupported",
+    "InvalidChannelName",
+    "SubscriberLagged",
+    "Subscription",
+    "broadcast",
+    "broadcasts",
+]

@@ -1,0 +1,1 @@
+"""Backends: one module per engine, each a subclass of `base.BaseBackend`."""

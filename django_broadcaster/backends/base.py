@@ -1,0 +1,184 @@
+"""The contract every backend implements.
+
+A backend instance is one set of connections to one engine, used from one
+event loop. The hub above it (``django_broadcaster.hub``) owns fan-out,
+bounded queues, reconnection with backoff and the replay seam, so a backend
+only moves bytes: connect, close, publish, subscribe, unsubscribe, receive the
+next raw events, and (optionally) read history.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, NamedTuple
+from urllib.parse import urlsplit, urlunsplit
+
+from django.core.checks import CheckMessage
+
+from ..exceptions import ConfigError, HistoryNotSupported
+
+_PASSWORD_PARAM = re.compile(r"(password=)([^&]*)", re.IGNORECASE)
+
+
+class RawEvent(NamedTuple):
+    """An event as it comes off the wire: channel name, encoded payload, event id."""
+
+    channel: str
+    payload: bytes
+    id: str | None
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """One ``BROADCAST_BACKENDS`` entry, validated."""
+
+    alias: str
+    backend_class: type[BaseBackend]
+    location: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    key_prefix: str = ""
+
+
+class BaseBackend:
+    """Subclass this to add an engine. Override what your engine supports.
+
+    ``OPTIONS`` keys the backend understands are declared in ``default_options``;
+    ``connection_errors`` lists the exceptions that mean "the connection is gone,
+    retry later" (anything else is a bug and is logged with a traceback).
+    """
+
+    supports_history: ClassVar[bool] = False
+    default_options: ClassVar[Mapping[str, Any]] = {}
+    connection_errors: ClassVar[tuple[type[BaseException], ...]] = (OSError,)
+
+    def __init__(self, config: BackendConfig) -> None:
+        self.alias = config.alias
+        self.location = config.location
+        self.key_prefix = config.key_prefix
+        self.options = {**self.default_options, **config.options}
+
+    @classmethod
+    def check_location(cls, location: str) -> None:
+        """Raise `ConfigError` when ``location`` cannot work with this backend."""
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        """Raise `ConfigError` for a backend option with a wrong value."""
+
+    @classmethod
+    def deployment_checks(
+        cls, config: BackendConfig, databases: Sequence[str] | None
+    ) -> list[CheckMessage]:
+        """Extra system checks needing more than the settings (a database table, say);
+        ``databases`` are the aliases the check run may query (Django's ``--database``)."""
+        return []
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.alias!r} {mask_password(self.location)}>"
+
+    # -- names ---------------------------------------------------------------
+
+    def wire_name(self, channel: str) -> str:
+        """The engine-side name of ``channel`` (``KEY_PREFIX`` applied)."""
+        return f"{self.key_prefix}:{channel}" if self.key_prefix else channel
+
+    def channel_name(self, wire_name: str) -> str:
+        """Inverse of `wire_name`."""
+        return wire_name[len(self.key_prefix) + 1 :] if self.key_prefix else wire_name
+
+    # -- connection ----------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open connections. Called again after a failure: drop broken state first."""
+
+    async def close(self) -> None:
+        """Close every connection; must not raise for connections already broken."""
+
+    # -- traffic -------------------------------------------------------------
+
+    async def publish(self, channel: str, payload: bytes) -> str | None:
+        """Send one event; return its id (``None`` without history)."""
+        raise NotImplementedError
+
+    async def publish_many(self, events: Sequence[tuple[str, bytes]]) -> list[str | None]:
+        """Send several events in order; override to pipeline them in one round trip."""
+        return [await self.publish(channel, payload) for channel, payload in events]
+
+    async def subscribe(self, positions: Mapping[str, str | None]) -> None:
+        """Start receiving these channels.
+
+        ``positions`` maps each channel to the id of the last event already
+        received (after a reconnect) or ``None`` (start from now). A backend with
+        history resumes after that id so a reconnect loses nothing.
+        """
+        raise NotImplementedError
+
+    async def unsubscribe(self, channels: Collection[str]) -> None:
+        """Stop receiving these channels."""
+        raise NotImplementedError
+
+    async def receive(self) -> Sequence[RawEvent]:
+        """Wait for the next events on subscribed channels and return them in order.
+
+        Called in a loop by one reader task, also while nothing is subscribed
+        (then it waits). Raise one of ``connection_errors`` when the connection
+        is lost; the hub reconnects and calls `subscribe` again with positions.
+        """
+        raise NotImplementedError
+
+    async def history(
+        self, channel: str, since: str | None, limit: int | None
+    ) -> Sequence[RawEvent]:
+        """Events of ``channel`` after ``since`` (all retained if ``None``), oldest
+        first, at most the ``limit`` newest of them."""
+        raise HistoryNotSupported(
+            f"{type(self).__name__} ({self.alias!r}) keeps no history: since=, history= and "
+            "history() need a backend with history (memory, Redis Streams, PostgreSQL)"
+        )
+
+    def id_order(self, event_id: str) -> tuple[int, ...]:
+        """A sortable key for an event id; ids are ``"N"`` or ``"N-M"`` integers by default."""
+        try:
+            return tuple(int(part) for part in event_id.split("-"))
+        except (AttributeError, ValueError):
+            raise ValueError(
+                f"{event_id!r} is not an event id of {type(self).__name__}: pass an Event.id "
+                "this backend returned"
+            ) from None
+
+
+def mask_password(location: str) -> str:
+    """``location`` with any password replaced by ``***``, safe for logs and output."""
+    try:
+        parts = urlsplit(location)
+        password = parts.password
+    except ValueError:
+        return "<unparsable location>"
+    if password is not None:
+        host = parts.netloc.rsplit("@", 1)[1]
+        user = f"{parts.username}:" if parts.username else ":"
+        parts = parts._replace(netloc=f"{user}***@{host}")
+    query = _PASSWORD_PARAM.sub(r"\1***", parts.query)
+    return urlunsplit(parts._replace(query=query))
+
+
+def redact(text: str, location: str) -> str:
+    """``text`` (an error message, say) with the password of ``location`` masked."""
+    try:
+        parts = urlsplit(location)
+        secrets = [parts.password, *_PASSWORD_PARAM.findall(parts.query)]
+    except ValueError:
+        return text
+    for secret in secrets:
+        if isinstance(secret, tuple):
+            secret = secret[1]
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def location_error(message: str, hint: str) -> ConfigError:
+    """The `ConfigError` for a bad ``LOCATION``."""
+    return ConfigError(message, check_id="django_broadcaster.E007", hint=hint)

@@ -1,0 +1,142 @@
+"""In-process backend: every event loop and thread of one process shares one bus.
+
+The default when ``BROADCAST_BACKENDS`` is not set, and the one to use in tests.
+Entries with the same ``LOCATION`` share a store (as Django's locmem cache does);
+each channel keeps a bounded ring of its last ``HISTORY_SIZE`` events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from collections import deque
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from ..exceptions import ConfigError
+from .base import BackendConfig, BaseBackend, RawEvent
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.ids = itertools.count(1)
+        self.rings: dict[str, deque[RawEvent]] = {}
+        self.subscribers: dict[str, set[MemoryBackend]] = {}
+
+
+_stores: dict[str, _Store] = {}
+_stores_lock = threading.Lock()
+
+
+def _store(location: str) -> _Store:
+    with _stores_lock:
+        return _stores.setdefault(location, _Store())
+
+
+class MemoryBackend(BaseBackend):
+    """One process, history in a bounded ring per channel (``OPTIONS["HISTORY_SIZE"]``)."""
+
+    supports_history = True
+    default_options: Mapping[str, Any] = {"HISTORY_SIZE": 1000}
+
+    def __init__(self, config: BackendConfig) -> None:
+        super().__init__(config)
+        self._store = _store(self.location)
+        self._history_size: int = self.options["HISTORY_SIZE"]
+        self._inbox: deque[RawEvent] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._channels: set[str] = set()
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        size = options.get("HISTORY_SIZE", 1)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ConfigError(
+                f"OPTIONS['HISTORY_SIZE'] must be a whole number >= 0, not {size!r}",
+                check_id="django_broadcaster.E006",
+            )
+
+    async def connect(self) -> None:
+        self._loop = asyncio.get_running_loop()
+
+    async def close(self) -> None:
+        await self.unsubscribe(list(self._channels))
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(ConnectionResetError("memory backend closed"))
+
+    async def publish(self, channel: str, payload: bytes) -> str | None:
+        key = self.wire_name(channel)
+        store = self._store
+        with store.lock:
+            event = RawEvent(channel, payload, str(next(store.ids)))
+            ring = store.rings.get(key)
+            if ring is None:
+                ring = store.rings[key] = deque(maxlen=self._history_size)
+            ring.append(event)
+            targets = list(store.subscribers.get(key, ()))
+        for backend in targets:
+            backend._deliver_threadsafe(event)
+        return event.id
+
+    def _deliver_threadsafe(self, event: RawEvent) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._deliver(event)
+        else:
+            loop.call_soon_threadsafe(self._deliver, event)
+
+    def _deliver(self, event: RawEvent) -> None:
+        if event.channel not in self._channels:
+            return
+        self._inbox.append(event)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def subscribe(self, positions: Mapping[str, str | None]) -> None:
+        with self._store.lock:
+            for channel in positions:
+                self._channels.add(channel)
+                self._store.subscribers.setdefault(self.wire_name(channel), set()).add(self)
+
+    async def unsubscribe(self, channels: Collection[str]) -> None:
+        with self._store.lock:
+            for channel in channels:
+                self._channels.discard(channel)
+                key = self.wire_name(channel)
+                subscribers = self._store.subscribers.get(key)
+                if subscribers is not None:
+                    subscribers.discard(self)
+                    if not subscribers:
+                        del self._store.subscribers[key]
+
+    async def receive(self) -> Sequence[RawEvent]:
+        while not self._inbox:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        events = list(self._inbox)
+        self._inbox.clear()
+        return events
+
+    async def history(
+        self, channel: str, since: str | None, limit: int | None
+    ) -> Sequence[RawEvent]:
+        after = self.id_order(since) if since is not None else None
+        with self._store.lock:
+            events = list(self._store.rings.get(self.wire_name(channel), ()))
+        if after is not None:
+            events = [event for event in events if self.id_order(event.id or "0") > after]
+        if limit is not None:
+            events = events[max(len(events) - limit, 0) :]
+        return events

@@ -1,0 +1,128 @@
+"""Reading ``BROADCAST_BACKENDS``: one validation used by the handler and the system checks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from .backends.base import BackendConfig, BaseBackend
+from .broadcast import Broadcast
+from .exceptions import ConfigError
+from .serializers import get_serializer
+
+DEFAULT_ALIAS = "default"
+MEMORY_BACKEND = "django_broadcaster.backends.memory.MemoryBackend"
+ENTRY_KEYS = ("BACKEND", "LOCATION", "OPTIONS", "KEY_PREFIX")
+#: OPTIONS every backend accepts, with their defaults.
+COMMON_OPTIONS: Mapping[str, Any] = {"MAX_QUEUE": 1000, "SERIALIZER": "json", "TIMEOUT": 5.0}
+#: Which extra installs the client library a backend module imports.
+EXTRAS = {"redis": "redis", "psycopg": "postgres", "msgpack": "msgpack", "channels": "channels"}
+
+
+def _error(message: str, check_id: str, hint: str | None = None) -> ConfigError:
+    return ConfigError(message, check_id=f"django_broadcaster.{check_id}", hint=hint)
+
+
+def configured_backends() -> dict[str, Any]:
+    """``settings.BROADCAST_BACKENDS``, or one memory backend when it is not set."""
+    backends = getattr(settings, "BROADCAST_BACKENDS", None)
+    if backends is None:
+        return {DEFAULT_ALIAS: {"BACKEND": MEMORY_BACKEND}}
+    if not isinstance(backends, dict):
+        raise _error(
+            f"BROADCAST_BACKENDS must be a dict of aliases, not {type(backends).__name__}",
+            "E001",
+            f'e.g. BROADCAST_BACKENDS = {{"default": {{"BACKEND": "{MEMORY_BACKEND}"}}}}',
+        )
+    if DEFAULT_ALIAS not in backends:
+        raise _error(
+            "BROADCAST_BACKENDS has no 'default' alias",
+            "E009",
+            "add a 'default' entry; broadcast and subscribe() without an alias use it",
+        )
+    return backends
+
+
+def import_backend(path: object) -> type[BaseBackend]:
+    if not isinstance(path, str) or not path:
+        raise _error(
+            f"BACKEND must be a dotted path, not {path!r}", "E002", f"e.g. {MEMORY_BACKEND!r}"
+        )
+    try:
+        backend_class = import_string(path)
+    except ImportError as exc:
+        missing = exc.name or ""
+        if missing in EXTRAS:
+            raise _error(
+                f"BACKEND {path!r} needs the {missing!r} package, which is not installed",
+                "E004",
+                f'pip install "django-broadcaster[{EXTRAS[missing]}]"',
+            ) from exc
+        raise _error(
+            f"BACKEND {path!r} cannot be imported: {exc}",
+            "E002",
+            "check the spelling; shipped backends live in django_broadcaster.backends",
+        ) from exc
+    if not (isinstance(backend_class, type) and issubclass(backend_class, BaseBackend)):
+        raise _error(
+            f"BACKEND {path!r} is not a subclass of django_broadcaster.backends.base.BaseBackend",
+            "E003",
+        )
+    return backend_class
+
+
+def create_broadcast(alias: str, entry: object) -> Broadcast:
+    """Validate one ``BROADCAST_BACKENDS`` entry and build its `Broadcast`.
+
+    Raises `ConfigError` (an ``ImproperlyConfigured``) naming what is wrong.
+    """
+    where = f"BROADCAST_BACKENDS[{alias!r}]"
+    if not isinstance(entry, dict):
+        raise _error(f"{where} must be a dict, not {type(entry).__name__}", "E001")
+    unknown = sorted(set(entry) - set(ENTRY_KEYS))
+    if unknown:
+        raise _error(
+            f"{where} has unknown key(s): {', '.join(map(str, unknown))}",
+            "E005",
+            f"allowed keys: {', '.join(ENTRY_KEYS)}",
+        )
+    backend_class = import_backend(entry.get("BACKEND"))
+    location = entry.get("LOCATION", "")
+    if not isinstance(location, str):
+        raise _error(f"{where}['LOCATION'] must be a string, not {location!r}", "E007")
+    key_prefix = entry.get("KEY_PREFIX", "")
+    if not isinstance(key_prefix, str):
+        raise _error(f"{where}['KEY_PREFIX'] must be a string, not {key_prefix!r}", "E005")
+    options = entry.get("OPTIONS", {})
+    if not isinstance(options, dict):
+        raise _error(f"{where}['OPTIONS'] must be a dict, not {type(options).__name__}", "E006")
+    allowed = {**COMMON_OPTIONS, **backend_class.default_options}
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise _error(
+            f"{where}['OPTIONS'] has unknown key(s) for {backend_class.__name__}: "
+            f"{', '.join(map(str, unknown))}",
+            "E006",
+            f"allowed: {', '.join(sorted(allowed))}",
+        )
+    common = {**COMMON_OPTIONS, **{k: v for k, v in options.items() if k in COMMON_OPTIONS}}
+    max_queue, timeout = common["MAX_QUEUE"], common["TIMEOUT"]
+    if not isinstance(max_queue, int) or isinstance(max_queue, bool) or max_queue < 1:
+        raise _error(
+            f"{where}['OPTIONS']['MAX_QUEUE'] must be a whole number >= 1, not {max_queue!r}",
+            "E006",
+        )
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+        raise _error(
+            f"{where}['OPTIONS']['TIMEOUT'] must be a number of seconds > 0, not {timeout!r}",
+            "E006",
+        )
+    serializer = get_serializer(common["SERIALIZER"])
+    backend_options = {k: v for k, v in options.items() if k not in COMMON_OPTIONS}
+    backend_class.check_location(location)
+    backend_class.check_options({**backend_class.default_options, **backend_options})
+    config = BackendConfig(alias, backend_class, location, backend_options, key_prefix)
+    return Broadcast(config, serializer=serializer, max_queue=max_queue, timeout=float(timeout))

@@ -1,0 +1,35 @@
+"""The value a subscriber receives, and the rules for channel names."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .exceptions import InvalidChannelName
+
+MAX_CHANNEL_LENGTH = 200
+_CHANNEL_NAME = re.compile(rf"[A-Za-z0-9_.:\-]{{1,{MAX_CHANNEL_LENGTH}}}")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One message received on a channel.
+
+    ``id`` is the backend's event id (``None`` on backends without history);
+    pass it as ``since=`` to resume after this event.
+    """
+
+    channel: str
+    message: Any
+    id: str | None = None
+
+
+def validate_channel_name(name: object) -> str:
+    """Return ``name`` if it is a valid channel name, else raise `InvalidChannelName`."""
+    if isinstance(name, str) and _CHANNEL_NAME.fullmatch(name):
+        return name
+    raise InvalidChannelName(
+        f"invalid channel name {name!r}: use 1-{MAX_CHANNEL_LENGTH} characters from "
+        "ASCII letters, digits, '-', '_', '.' and ':'"
+    )

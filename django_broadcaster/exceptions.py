@@ -1,0 +1,57 @@
+"""Exceptions raised by django-broadcaster."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+class BroadcastError(Exception):
+    """Base class of every error django-broadcaster raises on purpose."""
+
+
+class InvalidChannelName(BroadcastError, ValueError):
+    """A channel name is empty, too long, or holds a character outside ``A-Za-z0-9-_.:``."""
+
+
+class HistoryNotSupported(BroadcastError):
+    """``since=``/``history=`` or ``history()`` was used on a backend that keeps no history."""
+
+
+class BackendUnavailable(BroadcastError, ConnectionError):
+    """The backend could not be reached within the configured ``TIMEOUT``."""
+
+
+class SubscriberLagged(BroadcastError):
+    """The subscriber read too slowly and its queue (``MAX_QUEUE``) overflowed.
+
+    ``last_ids`` maps each channel to the id of the last event this subscriber
+    received; ``since`` is ready to pass back to ``subscribe(..., since=...)`` to
+    resume without a gap on a backend with history.
+    """
+
+    def __init__(self, last_ids: Mapping[str, str | None], channels: tuple[str, ...]) -> None:
+        self.last_ids = dict(last_ids)
+        self.channels = channels
+        super().__init__(
+            f"subscriber of {', '.join(channels)} fell more than MAX_QUEUE events behind "
+            f"and was dropped; resubscribe with since={self.since!r} to resume"
+        )
+
+    @property
+    def since(self) -> str | dict[str, str | None] | None:
+        """The ``since=`` value that resumes right after the last event received."""
+        if len(self.channels) == 1:
+            return self.last_ids.get(self.channels[0])
+        return {channel: self.last_ids.get(channel) for channel in self.channels}
+
+
+class ConfigError(ImproperlyConfigured):
+    """A ``BROADCAST_BACKENDS`` entry is wrong; ``check_id`` and ``hint`` feed the system check."""
+
+    def __init__(self, message: str, *, check_id: str, hint: str | None = None) -> None:
+        super().__init__(message if hint is None else f"{message} HINT: {hint}")
+        self.message = message
+        self.check_id = check_id
+        self.hint = hint

@@ -1,0 +1,184 @@
+"""A subscriber's view of the bus: a bounded queue fed by the hub."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from .events import Event, validate_channel_name
+from .exceptions import HistoryNotSupported, SubscriberLagged
+
+if TYPE_CHECKING:
+    from .broadcast import Broadcast
+    from .hub import Hub
+
+Since = str | Mapping[str, str | None] | None
+
+
+class Subscription:
+    """``async with broadcast.subscribe(...) as sub: async for event in sub: ...``
+
+    Holds at most ``MAX_QUEUE`` undelivered events; one more and the
+    subscription ends with `SubscriberLagged` once the queued events are read.
+    Leaving the ``async with`` block (normally, by exception or cancellation)
+    unsubscribes. Iteration stops when the broadcast is closed.
+    """
+
+    def __init__(
+        self, front: Broadcast, channels: tuple[str, ...], since: Since, history: int
+    ) -> None:
+        if not channels:
+            raise TypeError("subscribe() needs at least one channel name")
+        self.channels = tuple(dict.fromkeys(validate_channel_name(c) for c in channels))
+        self._front = front
+        self._since = _since_by_channel(self.channels, since)
+        if not isinstance(history, int) or isinstance(history, bool) or history < 0:
+            raise ValueError(f"history must be a whole number >= 0, not {history!r}")
+        self._history = history
+        self._max_queue = front.max_queue
+        self._queue: deque[Event] = deque()
+        self._backlog: deque[Event] = deque()
+        self._held: dict[str, list[Event]] = {}
+        self._waiter: asyncio.Future[None] | None = None
+        self._lagged = False
+        self._ended = False
+        self._hub: Hub | None = None
+        self.last_ids: dict[str, str | None] = dict(self._since)
+
+    def __repr__(self) -> str:
+        return f"<Subscription {self._front.alias!r} {', '.join(self.channels)}>"
+
+    async def __aenter__(self) -> Subscription:
+        hub = self._front._hub()
+        replay = [c for c in self.channels if c in self._since or self._history]
+        if replay and not hub.backend.supports_history:
+            raise HistoryNotSupported(
+                f"broadcast backend {self._front.alias!r} ({type(hub.backend).__name__}) keeps "
+                "no history, so since= and history= cannot be used with it"
+            )
+        # Live events of replayed channels wait in _held until their history is
+        # queued, so the seam has neither a gap nor a duplicate.
+        self._held = {channel: [] for channel in replay}
+        self._hub = hub
+        await hub.attach(self, self.channels)
+        try:
+            for channel in replay:
+                await self._replay(hub, channel)
+        except BaseException:
+            await hub.release(self)
+            raise
+        return self
+
+    async def _replay(self, hub: Hub, channel: str) -> None:
+        since = self._since.get(channel)
+        limit = None if channel in self._since else self._history
+        past = await hub.history(channel, since, limit)
+        last = past[-1].id if past else since
+        held = self._held.pop(channel)
+        if last is not None:
+            after = hub.backend.id_order(last)
+            held = [e for e in held if e.id is not None and hub.backend.id_order(e.id) > after]
+        self._backlog.extend(past)
+        self._backlog.extend(held)
+        self._wake()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._hub is not None:
+            hub, self._hub = self._hub, None
+            await hub.release(self)
+        self._ended = True
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        while True:
+            if self._backlog:
+                event = self._backlog.popleft()
+            elif self._queue:
+                event = self._queue.popleft()
+            elif self._lagged:
+                raise SubscriberLagged(self.last_ids, self.channels)
+            elif self._ended:
+                raise StopAsyncIteration
+            else:
+                self._waiter = asyncio.get_running_loop().create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
+                continue
+            self.last_ids[event.channel] = event.id
+            return event
+
+    async def get(self, timeout: float | None = None) -> Event:
+        """The next event; `TimeoutError` after ``timeout`` seconds,
+        `StopAsyncIteration` once the subscription has ended."""
+        return await asyncio.wait_for(self.__anext__(), timeout)
+
+    @property
+    def pending(self) -> int:
+        """How many received events wait to be read."""
+        return len(self._queue) + len(self._backlog)
+
+    # -- called by the hub -----------------------------------------------------
+
+    def _push(self, event: Event) -> bool:
+        """Queue ``event``; ``False`` when the queue is full (the hub then drops us)."""
+        if self._held:
+            held = self._held.get(event.channel)
+            if held is not None:
+                if len(held) >= self._max_queue:
+                    self._lag()
+                    return False
+                held.append(event)
+                return True
+        if len(self._queue) >= self._max_queue:
+            self._lag()
+            return False
+        self._queue.append(event)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return True
+
+    def _lag(self) -> None:
+        self._lagged = True
+        self._wake()
+
+    def _end(self) -> None:
+        self._ended = True
+        self._hub = None
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+def _since_by_channel(channels: tuple[str, ...], since: Since) -> dict[str, str | None]:
+    if since is None:
+        return {}
+    if isinstance(since, str):
+        if len(channels) > 1:
+            raise ValueError(
+                "since= must be a mapping {channel: event_id} when subscribing to several channels"
+            )
+        return {channels[0]: since}
+    if isinstance(since, Mapping):
+        unknown = set(since) - set(channels)
+        if unknown:
+            raise ValueError(
+                f"since= names channels not subscribed to: {', '.join(sorted(unknown))}"
+            )
+        return {channel: since[channel] for channel in channels if since.get(channel) is not None}
+    raise TypeError(f"since= must be an event id, a mapping or None, not {since!r}")

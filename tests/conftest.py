@@ -1,0 +1,34 @@
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from django_broadcaster import Broadcast
+from django_broadcaster.config import create_broadcast
+
+from .backends import CONFORMANCE_BACKENDS
+
+
+def make_bus(name: str, **overrides: object) -> Broadcast:
+    """A fresh `Broadcast` on backend ``name`` with its own KEY_PREFIX."""
+    entry = {**CONFORMANCE_BACKENDS[name], "KEY_PREFIX": f"t{uuid.uuid4().hex[:12]}"}
+    options = {**entry.get("OPTIONS", {}), **overrides.pop("OPTIONS", {})}  # type: ignore[dict-item]
+    entry.update(overrides, OPTIONS=options)
+    return create_broadcast("default", entry)
+
+
+@pytest.fixture(params=list(CONFORMANCE_BACKENDS))
+def backend_name(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    if "postgres" in name:
+        # The history table lives in the test database (created by migrations).
+        request.getfixturevalue("postgres_table")
+    return name
+
+
+@pytest.fixture
+async def bus(backend_name: str) -> AsyncIterator[Broadcast]:
+    front = make_bus(backend_name)
+    yield front
+    await front.aclose()
+    front.close()  # the bridge loop's hub, used by sync publish
