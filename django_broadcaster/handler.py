@@ -70,7 +70,7 @@ class BroadcastHandler:
 
 
 broadcasts = BroadcastHandler()
-broadcast: Broadcast = ConnectionProxy(broadcasts, DEFAULT_ALIAS)  # type: ignore[assignment]
+broadcast: Broadcast = ConnectionProxy(broadcasts, DEFAULT_ALIAS)  # type: ignore[assignment,arg-type]
 
 
 @receiver(setting_changed)

@@ -13,6 +13,9 @@ from .base import REDIS_URL, Adapter, Unavailable
 MESSAGE_TYPE = "bench.message"
 # Large enough that no scenario hits a capacity limit (a full channel drops).
 CAPACITY = 10_000_000
+# redis-py >= 6 caps a pool at 100 connections by default; 100 concurrent
+# group_send calls plus the reader need more (MaxConnectionsError otherwise).
+HOSTS = [{"address": REDIS_URL, "max_connections": 1_000}]
 
 
 class GroupMembership:
@@ -63,7 +66,7 @@ def core() -> Adapter:
         from channels_redis.core import RedisChannelLayer
     except ImportError as exc:
         raise Unavailable(f"not available: {exc}") from exc
-    return ChannelLayerAdapter(RedisChannelLayer(hosts=[REDIS_URL], capacity=CAPACITY), "close_pools")
+    return ChannelLayerAdapter(RedisChannelLayer(hosts=HOSTS, capacity=CAPACITY), "close_pools")
 
 
 def pubsub() -> Adapter:
@@ -71,7 +74,7 @@ def pubsub() -> Adapter:
         from channels_redis.pubsub import RedisPubSubChannelLayer
     except ImportError as exc:
         raise Unavailable(f"not available: {exc}") from exc
-    return ChannelLayerAdapter(RedisPubSubChannelLayer(hosts=[REDIS_URL]), "flush")
+    return ChannelLayerAdapter(RedisPubSubChannelLayer(hosts=HOSTS), "flush")
 
 
 def inmemory() -> Adapter:

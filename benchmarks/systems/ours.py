@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from .base import POSTGRES_URL, REDIS_URL, Adapter, Unavailable
 from .channels_layers import ChannelLayerAdapter
@@ -10,13 +11,19 @@ from .channels_layers import ChannelLayerAdapter
 BACKENDS = "django_broadcaster.backends."
 # Deep enough that no scenario makes a subscriber lag.
 OPTIONS = {"MAX_QUEUE": 100_000}
-POSTGRES_DATABASE = {
-    "ENGINE": "django.db.backends.postgresql",
-    "NAME": "test",
-    "USER": "postgres",
-    "HOST": "127.0.0.1",
-    "PORT": "5432",
-}
+
+
+def _database(url: str) -> dict[str, str]:
+    """DATABASES entry for the benchmark database, so ``migrate`` creates our table."""
+    parts = urlsplit(url)
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": parts.path.lstrip("/"),
+        "USER": parts.username or "",
+        "PASSWORD": parts.password or "",
+        "HOST": parts.hostname or "",
+        "PORT": str(parts.port or ""),
+    }
 
 
 def _configure(backend: str, location: str | None, database: dict[str, str] | None = None) -> Any:
@@ -81,7 +88,7 @@ def redis_stream() -> Adapter:
 
 
 def postgres() -> Adapter:
-    return Ours(_configure("postgres.PostgresBackend", POSTGRES_URL, POSTGRES_DATABASE))
+    return Ours(_configure("postgres.PostgresBackend", POSTGRES_URL, _database(POSTGRES_URL)))
 
 
 def layer() -> Adapter:

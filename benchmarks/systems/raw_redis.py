@@ -16,7 +16,8 @@ from .base import REDIS_URL, Adapter, LocalFanout
 
 class RawRedis(Adapter):
     def __init__(self) -> None:
-        self.client = redis.Redis.from_url(REDIS_URL)
+        # Room for the 100 publisher tasks of concurrent-publish plus the reader.
+        self.client = redis.Redis.from_url(REDIS_URL, max_connections=1_000)
         self.pubsub = self.client.pubsub()
         self.local = LocalFanout(self._listen, self.pubsub.unsubscribe)
         self.reader: asyncio.Task[None] | None = None

@@ -12,7 +12,7 @@ import itertools
 import threading
 from collections import deque
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from ..exceptions import ConfigError
 from .base import BackendConfig, BaseBackend, RawEvent
@@ -39,7 +39,7 @@ class MemoryBackend(BaseBackend):
     """One process, history in a bounded ring per channel (``OPTIONS["HISTORY_SIZE"]``)."""
 
     supports_history = True
-    default_options: Mapping[str, Any] = {"HISTORY_SIZE": 1000}
+    default_options: ClassVar[Mapping[str, Any]] = {"HISTORY_SIZE": 1000}
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)

@@ -1,0 +1,290 @@
+"""python -m benchmarks [--quick] [--json PATH] [--only SYSTEM] [--scenario SCENARIO]
+
+Runs every scenario for every system that supports it, each in a fresh
+process (``benchmarks.run_one``) with a timeout, then prints one table, the
+targets of issue 8 and the cells that failed. A failed cell never stops the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import peers
+from .run_one import PREFIX
+from .scenarios import SCENARIOS
+from .systems import BY_NAME, SYSTEMS, System
+from .systems.base import POSTGRES_URL, REDIS_URL
+
+# Row names in table order: cross-process-latency reports two rows.
+ROW_SCENARIOS = [
+    *("one-to-one", "concurrent-publish", "fan-out-1000"),
+    *("cross-process-latency-p50", "cross-process-latency-p99"),
+    *("idle-subscriber-memory", "payload-64k"),
+]
+OURS = "django-broadcaster:"
+
+
+@dataclass
+class Cell:
+    system: System
+    scenario: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    note: str = ""
+    error: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """``scenario`` of ``system`` must be at least (or at most) ``factor`` x the reference.
+
+    The reference is another row of the same run, or an absolute number when
+    ``reference`` is None.
+    """
+
+    scenario: str
+    system: str
+    at_least: bool
+    factor: float
+    reference: str | None = None
+    reference_scenario: str | None = None  # default: the same scenario
+
+    def describe(self) -> str:
+        sign = ">=" if self.at_least else "<="
+        if self.reference is None:
+            return f"{self.scenario}: {self.system} {sign} {self.factor:g}"
+        where = f" {self.reference_scenario}" if self.reference_scenario else ""
+        return f"{self.scenario}: {self.system} {sign} {self.factor:g} x {self.reference}{where}"
+
+
+# The targets of issue 8, checked on ratios within this run.
+TARGETS = [
+    Target("one-to-one", OURS + "redis", True, 0.9, "raw-redis-py"),
+    Target("one-to-one", OURS + "redis", True, 1.0, "encode-broadcaster"),
+    Target("one-to-one", OURS + "postgres", True, 0.8, "raw-psycopg"),
+    Target("concurrent-publish", OURS + "redis", True, 3.0, OURS + "redis", "one-to-one"),
+    Target("fan-out-1000", OURS + "redis", True, 6.0, "encode-broadcaster"),
+    Target("fan-out-1000", OURS + "redis", True, 10.0, "channels-redis-core"),
+    Target("fan-out-1000", OURS + "layer", True, 2.0, "channels-redis-pubsub"),
+    *(
+        Target("idle-subscriber-memory", OURS + name, False, 2048)
+        for name in ("memory", "redis", "redis-stream", "postgres", "layer")
+    ),
+    *(
+        Target("cross-process-latency-p99", OURS + name, False, 5.0)
+        for name in ("redis", "redis-stream", "layer")
+    ),
+]
+
+
+def run_cell(system: System, scenario: str, quick: bool, timeout: float, python: str) -> Cell:
+    """Run ``benchmarks.run_one`` in its own process group; kill the group on timeout."""
+    cell = Cell(system, scenario)
+    command = [python, "-m", "benchmarks.run_one", system.name, scenario]
+    if quick:
+        command.append("--quick")
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        timed_out = True
+    cell.seconds = time.perf_counter() - started
+    results = [json.loads(line[len(PREFIX) :]) for line in stdout.splitlines() if line.startswith(PREFIX)]
+    measured = [result for result in results if "rows" in result]
+    errors = [result["error"] for result in results if "error" in result]
+    notes = []
+    if measured:
+        cell.rows = measured[0]["rows"]
+        notes.append(measured[0]["note"])
+        notes.extend(f"then: {error}" for error in errors)
+    elif errors:
+        cell.error = errors[0]
+    elif timed_out:
+        cell.error = f"timed out after {timeout:.0f} s"
+    else:
+        last = [line for line in stderr.splitlines() if line.strip()][-1:] or [""]
+        cell.error = f"exited with status {process.returncode} {last[0]}".strip()
+    if "hung at exit" in stderr:
+        notes.append("hung at exit (killed)")
+    elif timed_out and measured:
+        notes.append(f"did not exit within {timeout:.0f} s (killed)")
+    cell.note = "; ".join(note for note in notes if note)
+    return cell
+
+
+def format_value(value: float, unit: str) -> str:
+    if unit == "ms":
+        return f"{value:,.2f}"
+    return f"{value:,.0f}"
+
+
+def print_table(cells: list[Cell]) -> None:
+    rows = {(row["scenario"], row["system"]): row for cell in cells for row in cell.rows}
+    notes = {(row["scenario"], row["system"]): cell.note for cell in cells for row in cell.rows}
+    header = ("scenario", "system", "value", "unit", "÷ raw", "note")
+    lines = []
+    for scenario in ROW_SCENARIOS:
+        for system in SYSTEMS:
+            row = rows.get((scenario, system.name))
+            if row is None:
+                continue
+            baseline = rows.get((scenario, system.baseline))
+            ratio = f"{row['value'] / baseline['value']:.2f}" if baseline else "-"
+            value = format_value(row["value"], row["unit"])
+            note = notes[(scenario, system.name)]
+            lines.append((scenario, system.name, value, row["unit"], ratio, note))
+    widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
+    previous = None
+    for line in [header, *lines]:
+        shown = list(line)
+        if line[0] == previous:
+            shown[0] = ""  # print each scenario name once
+        previous = line[0]
+        print(
+            "  ".join(
+                text.rjust(width) if i in (2, 4) else text.ljust(width)
+                for i, (text, width) in enumerate(zip(shown, widths))
+            ).rstrip()
+        )
+    print(
+        "\n÷ raw: the value divided by the bare client of the same engine in the same scenario"
+        " (raw-psycopg for PostgreSQL systems, raw-redis-py for the others)."
+    )
+
+
+def print_targets(cells: list[Cell]) -> None:
+    values = {(row["scenario"], row["system"]): row["value"] for cell in cells for row in cell.rows}
+    print("\nTargets (issue 8)")
+    for target in TARGETS:
+        value = values.get((target.scenario, target.system))
+        if target.reference is None:
+            reference: float | None = 1.0
+        else:
+            reference = values.get((target.reference_scenario or target.scenario, target.reference))
+        if value is None or reference is None:
+            print(f"  n/a   {target.describe()}: not measured")
+            continue
+        ratio = value / reference
+        met = ratio >= target.factor if target.at_least else ratio <= target.factor
+        shown = f"{ratio:,.2f} x" if target.reference else f"{value:,.2f}"
+        print(f"  {'ok  ' if met else 'MISS'}  {target.describe()}: {shown}")
+
+
+def machine() -> dict[str, str]:
+    """What the numbers were measured on, for the table header and docs/performance."""
+    info = {"python": platform.python_version(), "cores": str(os.cpu_count())}
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            models = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
+        info["cpu"] = models[0]
+    except (OSError, IndexError):
+        info["cpu"] = platform.processor()
+    try:
+        import redis
+
+        info["redis-py"] = redis.__version__
+        client = redis.Redis.from_url(REDIS_URL)
+        info["redis"] = client.info("server")["redis_version"]
+        client.close()
+    except Exception as exc:
+        info["redis"] = f"unreachable ({type(exc).__name__})"
+    try:
+        import psycopg
+
+        info["psycopg"] = psycopg.__version__
+        with psycopg.connect(POSTGRES_URL) as connection:
+            info["postgresql"] = connection.execute("SHOW server_version").fetchone()[0]
+    except Exception as exc:
+        info["postgresql"] = f"unreachable ({type(exc).__name__})"
+    return info
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[2])
+    parser.add_argument("--quick", action="store_true", help="short runs: under a minute in all")
+    parser.add_argument("--json", metavar="PATH", help='also write {"rows": [...]} to PATH')
+    parser.add_argument("--only", metavar="SYSTEM", help="only systems whose name contains this")
+    parser.add_argument("--scenario", help="only scenarios whose name contains this")
+    parser.add_argument("--timeout", type=float, help="seconds per cell (default 30 quick, 600 full)")
+    args = parser.parse_args()
+    timeout = args.timeout or (30.0 if args.quick else 600.0)
+
+    systems = [s for s in SYSTEMS if not args.only or args.only in s.name]
+    scenarios = [s for s in SCENARIOS if not args.scenario or args.scenario in s]
+    plan = [(sc, sy) for sc in scenarios for sy in systems if sc in sy.scenarios]
+    if not plan:
+        parser.error("nothing to run: no system/scenario matches")
+
+    info = machine()
+    print("machine: " + ", ".join(f"{key} {value}" for key, value in info.items()))
+    print(f"mode: {'quick' if args.quick else 'full'}; servers: Redis {REDIS_URL}, {POSTGRES_URL}")
+
+    pythons = {"main": sys.executable}
+    peers_error = ""
+    if any(system.python == "peers" for _, system in plan):
+        print(peers.WHY)
+        try:
+            pythons["peers"] = str(peers.ensure())
+        except (OSError, subprocess.CalledProcessError, RuntimeError) as exc:
+            peers_error = f"not available: cannot set up {peers.VENV.name}: {exc}"
+    print(flush=True)
+
+    cells = []
+    started = time.perf_counter()
+    for number, (scenario, system) in enumerate(plan, 1):
+        if system.python in pythons:
+            cell = run_cell(system, scenario, args.quick, timeout, pythons[system.python])
+        else:
+            cell = Cell(system, scenario, error=peers_error)
+        cells.append(cell)
+        outcome = cell.error or ", ".join(
+            f"{format_value(row['value'], row['unit'])} {row['unit']}" for row in cell.rows
+        )
+        print(
+            f"[{number}/{len(plan)}] {scenario} / {system.name}: {outcome} ({cell.seconds:.1f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+    elapsed = time.perf_counter() - started
+
+    print_table(cells)
+    print_targets(cells)
+    failed = [cell for cell in cells if cell.error]
+    if failed:
+        print(f"\nFailed cells ({len(failed)})")
+        for cell in failed:
+            print(f"  {cell.scenario} / {cell.system.name}: {cell.error}")
+    print(f"\n{len(plan)} cells in {elapsed:.1f} s")
+
+    if args.json:
+        document = {
+            "rows": [row for cell in cells for row in cell.rows],
+            "failed": [
+                {"scenario": c.scenario, "system": c.system.name, "error": c.error} for c in failed
+            ],
+            "machine": info,
+            "mode": "quick" if args.quick else "full",
+        }
+        with open(args.json, "w") as output:
+            json.dump(document, output, indent=2)
+            output.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

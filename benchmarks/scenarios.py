@@ -1,0 +1,286 @@
+"""Scenario drivers, shared by every system: each takes an Adapter and returns rows.
+
+Payloads are strings whose first character says what they are (warm-up,
+measured message, end of run) followed by a 19-digit monotonic timestamp in
+nanoseconds (only filled in where latency is measured), padded to the size.
+
+Standard library only: this module also runs in the peers' virtualenv.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+WARM, MESSAGE, END = "w", "m", "e"
+SMALL, LARGE = 64, 64 * 1024
+LATENCY_RATE = 1_000  # msg/s, fixed
+IDLE_CHANNELS = 1_000
+FAN_OUT = 1_000
+PUBLISHERS = 100
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long and how much: throughput runs stop at whichever cap comes first."""
+
+    seconds: float  # publishing time cap for the throughput scenarios
+    messages: int  # message cap: one-to-one, concurrent-publish
+    fan_out_messages: int  # message cap: fan-out-1000 (each one is 1,000 deliveries)
+    large_messages: int  # message cap: payload-64k
+    latency_seconds: float  # length of the 1,000 msg/s cross-process run
+    idle_subscribers: int
+    drain_timeout: float  # after publishing stops, to deliver what is in flight
+
+
+QUICK = Budget(0.4, 20_000, 300, 1_000, 1.0, 10_000, 10.0)
+FULL = Budget(4.0, 200_000, 3_000, 10_000, 10.0, 100_000, 60.0)
+
+
+@dataclass
+class Result:
+    rows: list[tuple[str, float, str]]  # (scenario, value, unit)
+    note: str = ""
+
+
+def payload(kind: str, size: int = SMALL, stamp: int = 0) -> str:
+    head = f"{kind}{stamp:019d}"
+    return head + "x" * (size - len(head))
+
+
+def kind_of(message: str | bytes) -> str:
+    first = message[0]
+    return chr(first) if isinstance(first, int) else first
+
+
+def channel_name(label: str) -> str:
+    """Unique per process, valid for every system (Channels groups, PostgreSQL, ...)."""
+    return f"bench.{os.getpid()}.{label}"
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class Countdown:
+    def __init__(self, count: int) -> None:
+        self.left = count
+        self.done = asyncio.Event()
+        if count <= 0:
+            self.done.set()
+
+    def hit(self) -> None:
+        self.left -= 1
+        if self.left == 0:
+            self.done.set()
+
+
+class Reader:
+    """Counts measured messages on one subscriber until the end marker."""
+
+    def __init__(self, get: Callable[[], Awaitable[Any]], warm: Countdown) -> None:
+        self.count = 0
+        self.finished_at = 0.0
+        self.task = asyncio.create_task(self.run(get, warm))
+
+    async def run(self, get: Callable[[], Awaitable[Any]], warm: Countdown) -> None:
+        while kind_of(await get()) != WARM:
+            pass
+        warm.hit()
+        while True:
+            kind = kind_of(await get())
+            if kind == MESSAGE:
+                self.count += 1
+            elif kind == END:
+                self.finished_at = time.perf_counter()
+                return
+
+
+async def warm_up(adapter: Any, channel: str, warm: Countdown, readers: list[Reader]) -> None:
+    """Publish warm-up markers until every subscriber has seen one: subscriptions are live."""
+    marker = payload(WARM)
+    deadline = time.perf_counter() + 15
+    while not warm.done.is_set():
+        for reader in readers:
+            if reader.task.done():
+                reader.task.result()  # a subscriber crashed: raise its error
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"{warm.left} subscriber(s) received nothing in 15 s")
+        await adapter.publish(channel, marker)
+        try:
+            await asyncio.wait_for(warm.done.wait(), 0.01)
+        except asyncio.TimeoutError:
+            pass
+
+
+async def throughput(
+    adapter: Any, budget: Budget, *, cap: int, subscribers: int = 1, publishers: int = 1, size: int = SMALL
+) -> tuple[float, str]:
+    """Messages (or deliveries) per second, from the first publish to the last delivery."""
+    channel = channel_name(f"t{subscribers}x{publishers}x{size}")
+    body = payload(MESSAGE, size)
+    handles = []
+    for _ in range(subscribers):  # one at a time: see encode_broadcaster.py
+        subscription = adapter.subscribe(channel)
+        handles.append((subscription, await subscription.__aenter__()))
+    warm = Countdown(subscribers)
+    readers = [Reader(adapter.receiver(handle), warm) for _, handle in handles]
+    sent = 0
+    try:
+        await warm_up(adapter, channel, warm, readers)
+        start = time.perf_counter()
+        deadline = start + budget.seconds
+
+        async def publisher() -> None:
+            nonlocal sent
+            while sent < cap and time.perf_counter() < deadline:
+                sent += 1
+                await adapter.publish(channel, body)
+
+        await asyncio.gather(*(publisher() for _ in range(publishers)))
+        await adapter.publish(channel, payload(END))
+        tasks = [reader.task for reader in readers]
+        try:
+            await asyncio.wait_for(asyncio.gather(*tasks), budget.drain_timeout)
+        except asyncio.TimeoutError:
+            delivered = sum(reader.count for reader in readers)
+            raise RuntimeError(
+                f"delivered {delivered} of {sent * subscribers} "
+                f"{budget.drain_timeout:.0f} s after publishing stopped"
+            ) from None
+    finally:
+        for reader in readers:
+            reader.task.cancel()
+        await asyncio.gather(*(reader.task for reader in readers), return_exceptions=True)
+        for subscription, _ in reversed(handles):
+            await subscription.__aexit__(None, None, None)
+    delivered = sum(reader.count for reader in readers)
+    elapsed = max(reader.finished_at for reader in readers) - start
+    expected = sent * subscribers
+    note = f"lost {expected - delivered} of {expected}" if delivered != expected else ""
+    return delivered / elapsed, note
+
+
+async def one_to_one(adapter: Any, budget: Budget) -> Result:
+    rate, note = await throughput(adapter, budget, cap=budget.messages)
+    return Result([("one-to-one", rate, "msg/s")], note)
+
+
+async def concurrent_publish(adapter: Any, budget: Budget) -> Result:
+    rate, note = await throughput(adapter, budget, cap=budget.messages, publishers=PUBLISHERS)
+    return Result([("concurrent-publish", rate, "msg/s")], note)
+
+
+async def fan_out(adapter: Any, budget: Budget) -> Result:
+    rate, note = await throughput(adapter, budget, cap=budget.fan_out_messages, subscribers=FAN_OUT)
+    return Result([("fan-out-1000", rate, "deliveries/s")], note)
+
+
+async def payload_64k(adapter: Any, budget: Budget) -> Result:
+    rate, note = await throughput(adapter, budget, cap=budget.large_messages, size=LARGE)
+    return Result([("payload-64k", rate, "msg/s")], note)
+
+
+async def idle_subscriber_memory(adapter: Any, budget: Budget) -> Result:
+    """RSS growth per subscriber held open (nobody reading) over 1,000 channels."""
+    count = budget.idle_subscribers
+    channels = [channel_name(f"idle.{i}") for i in range(IDLE_CHANNELS)]
+    warm = adapter.subscribe(channel_name("idle.warm"))  # open connections before the baseline
+    await warm.__aenter__()
+    await warm.__aexit__(None, None, None)
+    gc.collect()
+    before = rss_bytes()
+    subscriptions = []
+    try:
+        for i in range(count):
+            subscription = adapter.subscribe(channels[i % IDLE_CHANNELS])
+            await subscription.__aenter__()
+            subscriptions.append(subscription)
+        gc.collect()
+        after = rss_bytes()
+    finally:
+        for subscription in reversed(subscriptions):
+            await subscription.__aexit__(None, None, None)
+    return Result([("idle-subscriber-memory", (after - before) / count, "bytes/subscriber")])
+
+
+async def cross_process_latency(adapter: Any, budget: Budget, system: str) -> Result:
+    """p50 / p99 publish -> deliver, publisher in a second process at 1,000 msg/s.
+
+    Both processes stamp with CLOCK_MONOTONIC, which is system-wide on Linux.
+    The first 10% of the samples are dropped as warm-up.
+    """
+    channel = channel_name("latency")
+    expected = int(budget.latency_seconds * LATENCY_RATE)
+    subscription = adapter.subscribe(channel)
+    get = adapter.receiver(await subscription.__aenter__())
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "benchmarks.run_one", system, "cross-process-latency",
+        "--publish-to", channel, "--seconds", str(budget.latency_seconds),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    latencies = []
+    try:
+        while kind_of(await asyncio.wait_for(get(), 30)) != WARM:
+            pass
+        assert child.stdin is not None
+        child.stdin.write(b"go\n")
+        await child.stdin.drain()
+        while True:
+            message = await asyncio.wait_for(get(), 10)
+            now = time.monotonic_ns()
+            kind = kind_of(message)
+            if kind == MESSAGE:
+                latencies.append(now - int(message[1:20]))
+            elif kind == END:
+                break
+        if await asyncio.wait_for(child.wait(), 10):
+            raise RuntimeError(f"publisher process exited with status {child.returncode}")
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+        await subscription.__aexit__(None, None, None)
+    samples = sorted(latencies[len(latencies) // 10 :])
+    if len(samples) < 10:
+        raise RuntimeError(f"only {len(latencies)} of {expected} messages arrived")
+    p50, p99 = (samples[min(len(samples) - 1, int(q * len(samples)))] / 1e6 for q in (0.5, 0.99))
+    note = f"lost {expected - len(latencies)} of {expected}" if len(latencies) != expected else ""
+    return Result(
+        [("cross-process-latency-p50", p50, "ms"), ("cross-process-latency-p99", p99, "ms")], note
+    )
+
+
+async def latency_publisher(adapter: Any, channel: str, seconds: float) -> None:
+    """The second process of cross-process-latency: warm up until told, then 1,000 msg/s."""
+    go = asyncio.ensure_future(asyncio.to_thread(sys.stdin.readline))
+    marker = payload(WARM)
+    while not go.done():
+        await adapter.publish(channel, marker)
+        await asyncio.wait([go], timeout=0.01)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for i in range(int(seconds * LATENCY_RATE)):
+        delay = start + i / LATENCY_RATE - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await adapter.publish(channel, payload(MESSAGE, SMALL, time.monotonic_ns()))
+    await adapter.publish(channel, payload(END))
+
+
+SCENARIOS: dict[str, Callable[..., Awaitable[Result]]] = {
+    "one-to-one": one_to_one,
+    "concurrent-publish": concurrent_publish,
+    "fan-out-1000": fan_out,
+    "cross-process-latency": cross_process_latency,
+    "idle-subscriber-memory": idle_subscriber_memory,
+    "payload-64k": payload_64k,
+}

@@ -1,0 +1,41 @@
+"""The systems under test: name -> adapter factory, interpreter, scenarios supported.
+
+Importing this module must not import any system's library: the registry is
+read by the CLI and by ``run_one`` in both virtualenvs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..scenarios import SCENARIOS
+
+ALL = frozenset(SCENARIOS)
+
+
+@dataclass(frozen=True)
+class System:
+    name: str
+    factory: str  # "module:callable" inside benchmarks.systems, returning an Adapter
+    scenarios: frozenset[str] = ALL
+    python: str = "main"  # "peers": run with benchmarks/.venv-peers (see benchmarks/peers.py)
+    baseline: str = "raw-redis-py"  # the bare client its ratios are taken against
+
+
+SYSTEMS = [
+    System("raw-redis-py", "raw_redis:RawRedis"),
+    # pg_notify payloads are limited to 8000 bytes.
+    System("raw-psycopg", "raw_psycopg:RawPsycopg", ALL - {"payload-64k"}, baseline="raw-psycopg"),
+    System("encode-broadcaster", "encode_broadcaster:EncodeBroadcaster", python="peers"),
+    System("channels-redis-core", "channels_layers:core"),
+    System("channels-redis-pubsub", "channels_layers:pubsub"),
+    System("channels-inmemory", "channels_layers:inmemory", frozenset({"one-to-one", "fan-out-1000"})),
+    # One process by definition: no cross-process scenario.
+    System("django-broadcaster:memory", "ours:memory", ALL - {"cross-process-latency"}),
+    System("django-broadcaster:redis", "ours:redis"),
+    System("django-broadcaster:redis-stream", "ours:redis_stream"),
+    System("django-broadcaster:postgres", "ours:postgres", baseline="raw-psycopg"),
+    System("django-broadcaster:layer", "ours:layer"),
+]
+
+BY_NAME = {system.name: system for system in SYSTEMS}
