@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from .backends.base import BaseBackend, RawEvent, redact
 from .events import Event
@@ -58,7 +58,6 @@ class Hub:
         self._positions: dict[str, str | None] = {}
         self._lock = asyncio.Lock()
         self._started = False
-        self._connected = False
         self._reconnecting = False
         self._closed = False
         self._reader: asyncio.Task[None] | None = None
@@ -94,7 +93,7 @@ class Hub:
                 return
             await self._retrying("connect to", self.backend.connect)
             await self._lifetime.__anext__()
-            self._started = self._connected = True
+            self._started = True
 
     async def _retrying(self, action: str, operation: Callable[[], Awaitable[T]]) -> T:
         """Run ``operation``, retrying connection errors with backoff for ``TIMEOUT`` seconds."""
@@ -104,6 +103,8 @@ class Hub:
             try:
                 return await operation()
             except self.backend.connection_errors as exc:
+                if self._closed:
+                    raise self._closed_error() from None
                 if self.loop.time() + delay > deadline:
                     raise BackendUnavailable(
                         f"could not {action} broadcast backend {self.front.alias!r} "
@@ -126,7 +127,6 @@ class Hub:
         self._reconnecting = True
         try:
             async with self._lock:
-                self._connected = False
                 while not self._closed:
                     with suppress(Exception):
                         await self.backend.close()
@@ -143,7 +143,6 @@ class Hub:
                     except Exception as retry_exc:
                         logger.debug("reconnect to %r failed: %s", self.front.alias, retry_exc)
                         continue
-                    self._connected = True
                     outage = self.loop.time() - lost_at
                     self.stats.reconnects += 1
                     self.stats.outage_seconds += outage
@@ -300,10 +299,12 @@ class Hub:
                 del self._queued[:PUBLISH_BATCH]
                 try:
                     ids = await self._send([(channel, payload) for channel, payload, _ in batch])
-                except Exception as exc:
+                except BaseException as exc:
+                    failure = exc if isinstance(exc, Exception) else self._closed_error()
                     for *_, future in batch:
                         if not future.done():
-                            future.set_exception(exc)
+                            future.set_exception(failure)
+                    raise
                 else:
                     for (*_, future), event_id in zip(batch, ids, strict=True):
                         if not future.done():
@@ -343,9 +344,9 @@ class Hub:
         self._subscribers.clear()
         for subscriber in subscribers:
             subscriber._end()
-        for future in [f for *_, f in self._queued]:
+        for *_, future in self._queued:
             if not future.done():
-                future.set_exception(BackendUnavailable(f"{self.front.alias!r} was closed"))
+                future.set_exception(self._closed_error())
         self._queued.clear()
         with suppress(Exception):
             await self.backend.close()
@@ -356,5 +357,5 @@ class Hub:
                     await task
         self.front._forget(self)
 
-    def status(self) -> dict[str, Any]:
-        return {"connected": self._connected, "channels": len(self._subscribers)}
+    def _closed_error(self) -> BackendUnavailable:
+        return BackendUnavailable(f"broadcast backend {self.front.alias!r} was closed")
