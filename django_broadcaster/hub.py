@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -141,7 +142,11 @@ class Hub:
                         self._dirty = channels.symmetric_difference(self._subscribers)
                         await self._apply_dirty()
                     except Exception as retry_exc:
-                        logger.debug("reconnect to %r failed: %s", self.front.alias, retry_exc)
+                        logger.debug(
+                            "reconnect to %r failed: %s",
+                            self.front.alias,
+                            self._describe(retry_exc),
+                        )
                         continue
                     outage = self.loop.time() - lost_at
                     self.stats.reconnects += 1
@@ -168,7 +173,12 @@ class Hub:
                 if self._closed:
                     return
                 if not isinstance(exc, self.backend.connection_errors):
-                    logger.exception("broadcast backend %r reader failed", self.front.alias)
+                    trace = "".join(traceback.format_exception(exc))
+                    logger.error(
+                        "broadcast backend %r reader failed unexpectedly:\n%s",
+                        self.front.alias,
+                        redact(trace, self.backend.location),
+                    )
                 await self._reconnect(exc)
                 continue
             self._dispatch(batch)
@@ -179,7 +189,8 @@ class Hub:
             subscribers = self._subscribers.get(channel)
             if subscribers is None:
                 continue
-            self._positions[channel] = event_id
+            if event_id is not None:  # an id-less event must not erase the resume point
+                self._positions[channel] = event_id
             event = self.decode(channel, payload, event_id)
             if event is None:
                 continue
@@ -273,7 +284,7 @@ class Hub:
         try:
             await self._sync_upstream()
         except Exception as exc:
-            logger.debug("unsubscribe on %r failed: %s", self.front.alias, exc)
+            logger.debug("unsubscribe on %r failed: %s", self.front.alias, self._describe(exc))
 
     # -- publishing ----------------------------------------------------------
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from django.core.checks import CheckMessage
 
@@ -174,8 +174,9 @@ def redact(text: str, location: str) -> str:
     for secret in secrets:
         if isinstance(secret, tuple):
             secret = secret[1]
-        if secret:
-            text = text.replace(secret, "***")
+        for form in {secret, unquote(secret or "")}:
+            if form:
+                text = text.replace(form, "***")
     return text
 
 
