@@ -161,7 +161,7 @@ async def test_concurrent_subscribe_and_unsubscribe_of_one_channel(bus: Broadcas
 
 
 async def test_churn_leaves_nothing_behind(bus: Broadcast) -> None:
-    for round_ in range(50):
+    for _ in range(50):
         subs = [bus.subscribe(f"churn.{i % 5}") for i in range(10)]
         await asyncio.gather(*(s.__aenter__() for s in subs))
         await asyncio.gather(*(s.__aexit__(None, None, None) for s in subs))
@@ -212,7 +212,7 @@ async def test_invalid_channel_names_raise(bus: Broadcast) -> None:
 
 async def test_unencodable_message_raises_type_error_and_sends_nothing(bus: Broadcast) -> None:
     async with bus.subscribe("enc") as sub:
-        with pytest.raises(TypeError, match="cannot publish on 'enc'.*nothing was sent"):
+        with pytest.raises(TypeError, match=r"cannot publish on 'enc'.*nothing was sent"):
             await bus.apublish("enc", {"obj": object()})
         with pytest.raises(TypeError):
             bus.publish("enc", {1, 2})
@@ -230,7 +230,9 @@ async def test_sync_publish_from_threads(bus: Broadcast) -> None:
                 bus.publish("threads", [n, i])
 
         threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
-        await asyncio.to_thread(lambda: [t.start() for t in threads] and [t.join() for t in threads])
+        await asyncio.to_thread(
+            lambda: [t.start() for t in threads] and [t.join() for t in threads]
+        )
         events = await drain(sub, 200)
     for n in range(8):
         # Per publisher (thread), order is kept.

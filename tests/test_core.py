@@ -41,7 +41,9 @@ def test_default_is_one_memory_backend() -> None:
 def test_handler_returns_one_instance_per_alias_for_every_thread() -> None:
     with use_memory_backend():
         seen: list[Broadcast] = []
-        threads = [threading.Thread(target=lambda: seen.append(broadcasts["default"])) for _ in range(8)]
+        threads = [
+            threading.Thread(target=lambda: seen.append(broadcasts["default"])) for _ in range(8)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -68,15 +70,24 @@ def test_override_settings_takes_effect() -> None:
         ({"other": {"BACKEND": MEMORY}}, "django_broadcaster.E009"),
         ({"default": {}}, "django_broadcaster.E002"),
         ({"default": {"BACKEND": "no.such.Backend"}}, "django_broadcaster.E002"),
-        ({"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}, "django_broadcaster.E003"),
+        (
+            {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+            "django_broadcaster.E003",
+        ),
         ({"default": {"BACKEND": MEMORY, "LOCALTION": "typo"}}, "django_broadcaster.E005"),
         ({"default": {"BACKEND": MEMORY, "KEY_PREFIX": 3}}, "django_broadcaster.E005"),
         ({"default": {"BACKEND": MEMORY, "OPTIONS": []}}, "django_broadcaster.E006"),
         ({"default": {"BACKEND": MEMORY, "OPTIONS": {"MAXQUEUE": 3}}}, "django_broadcaster.E006"),
         ({"default": {"BACKEND": MEMORY, "OPTIONS": {"MAX_QUEUE": 0}}}, "django_broadcaster.E006"),
         ({"default": {"BACKEND": MEMORY, "OPTIONS": {"TIMEOUT": "5"}}}, "django_broadcaster.E006"),
-        ({"default": {"BACKEND": MEMORY, "OPTIONS": {"SERIALIZER": "pickle"}}}, "django_broadcaster.E006"),
-        ({"default": {"BACKEND": MEMORY, "OPTIONS": {"HISTORY_SIZE": -1}}}, "django_broadcaster.E006"),
+        (
+            {"default": {"BACKEND": MEMORY, "OPTIONS": {"SERIALIZER": "pickle"}}},
+            "django_broadcaster.E006",
+        ),
+        (
+            {"default": {"BACKEND": MEMORY, "OPTIONS": {"HISTORY_SIZE": -1}}},
+            "django_broadcaster.E006",
+        ),
         ({"default": {"BACKEND": MEMORY, "LOCATION": 5}}, "django_broadcaster.E007"),
     ],
 )
@@ -89,9 +100,11 @@ def test_good_settings_pass_the_checks() -> None:
 
 
 def test_mistakes_raise_improperly_configured_at_first_use_too() -> None:
-    with override_settings(BROADCAST_BACKENDS={"default": {"BACKEND": MEMORY, "OPTIONS": {"X": 1}}}):
-        with pytest.raises(ImproperlyConfigured, match=r"unknown key\(s\) for MemoryBackend: X"):
-            broadcasts["default"]
+    with (
+        override_settings(BROADCAST_BACKENDS={"default": {"BACKEND": MEMORY, "OPTIONS": {"X": 1}}}),
+        pytest.raises(ImproperlyConfigured, match=r"unknown key\(s\) for MemoryBackend: X"),
+    ):
+        broadcasts["default"]
 
 
 def test_missing_client_library_is_e004(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -110,7 +123,10 @@ def test_missing_client_library_is_e004(tmp_path, monkeypatch) -> None:  # type:
 def test_passwords_are_masked() -> None:
     assert mask_password("redis://:s3cret@h:6379/0") == "redis://:***@h:6379/0"
     assert mask_password("postgresql://u:s3cret@h/db") == "postgresql://u:***@h/db"
-    assert mask_password("postgresql://h/db?password=s3cret&x=1") == "postgresql://h/db?password=***&x=1"
+    assert (
+        mask_password("postgresql://h/db?password=s3cret&x=1")
+        == "postgresql://h/db?password=***&x=1"
+    )
     assert redact("auth failed for s3cret", "redis://u:s3cret@h") == "auth failed for ***"
     front = make_bus("memory", LOCATION="redis://:s3cret@h:1/0")
     assert "s3cret" not in repr(front)

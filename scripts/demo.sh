@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The chat demo, from a clean clone: virtualenv, install, migrate, then Daphne on
+# http://127.0.0.1:8000 (PORT and BIND override). The memory backend unless
+# BROADCAST_URL says otherwise, e.g.
+#   BROADCAST_URL=redis://127.0.0.1:6379/0 PORT=8001 scripts/demo.sh
+#   BROADCAST_URL=postgresql://postgres@127.0.0.1:5432/test scripts/demo.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x .venv/bin/python ]; then
+  if ! python3 -m venv .venv; then
+    # Debian ships venv's pip bootstrap separately.
+    rm -rf .venv
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+      python3 -m venv .venv
+    else
+      echo "demo.sh: 'python3 -m venv' failed; install Debian's python3-venv package" >&2
+      exit 1
+    fi
+  fi
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+
+cd testproject
+../.venv/bin/python manage.py migrate --noinput -v 0
+host=${BIND:-127.0.0.1}
+port=${PORT:-8000}
+backend=${BROADCAST_URL:+${BROADCAST_URL%%://*}}  # the scheme only: a URL may hold a password
+echo "Chat demo on http://$host:$port/ (backend: ${backend:-memory}); Ctrl-C stops it."
+exec ../.venv/bin/daphne -b "$host" -p "$port" testproject.asgi:application

@@ -1,0 +1,132 @@
+"""Settings for the chat demo.
+
+Everything that changes between runs comes from the environment:
+
+``BROADCAST_URL``
+    unset: the in-memory backend (one process, no service needed);
+    ``redis://...``: Redis Streams (several hosts, history);
+    ``postgresql://...``: PostgreSQL LISTEN/NOTIFY (several hosts, history); this
+    database also becomes Django's database, where ``migrate`` creates the history table.
+``BROADCAST_KEY_PREFIX``
+    namespaces channel names on the backend (default ``testproject``).
+``DJANGO_SQLITE_PATH``
+    the SQLite file used when the database is not PostgreSQL (default ``db.sqlite3`` here).
+``DJANGO_DEBUG``, ``DJANGO_SECRET_KEY``, ``DJANGO_ALLOWED_HOSTS``
+    the usual; the defaults suit a demo on loopback, not production.
+"""
+
+import os
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "testproject-insecure-demo-key")
+DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.staticfiles",
+    "channels",
+    "django_broadcaster",
+    "chat",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "testproject.urls"
+ASGI_APPLICATION = "testproject.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+    }
+]
+
+STATIC_URL = "static/"
+USE_TZ = True
+TIME_ZONE = "UTC"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+
+# -- the broadcast backend, chosen by BROADCAST_URL ---------------------------
+
+
+def postgres_database(url: str) -> dict[str, object]:
+    """A ``DATABASES`` entry for a ``postgresql://user:password@host:port/name?options`` URL."""
+    parts = urlsplit(url)
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(parts.path.lstrip("/")) or "postgres",
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "",
+        "PORT": str(parts.port or ""),
+        "OPTIONS": dict(parse_qsl(parts.query)),
+    }
+
+
+BROADCAST_URL = os.environ.get("BROADCAST_URL", "").strip()
+BROADCAST_KEY_PREFIX = os.environ.get("BROADCAST_KEY_PREFIX", "testproject")
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("DJANGO_SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
+    }
+}
+
+if not BROADCAST_URL:
+    BROADCAST_BACKENDS = {
+        "default": {"BACKEND": "django_broadcaster.backends.memory.MemoryBackend"},
+    }
+elif BROADCAST_URL.startswith(("redis://", "rediss://", "unix://")):
+    BROADCAST_BACKENDS = {
+        "default": {
+            "BACKEND": "django_broadcaster.backends.redis.RedisStreamBackend",
+            "LOCATION": BROADCAST_URL,
+            "KEY_PREFIX": BROADCAST_KEY_PREFIX,
+        },
+    }
+elif BROADCAST_URL.startswith(("postgresql://", "postgres://")):
+    # The history table is created by `manage.py migrate`, so this database is
+    # also Django's: the backend's LOCATION names the DATABASES alias.
+    DATABASES["default"] = postgres_database(BROADCAST_URL)
+    BROADCAST_BACKENDS = {
+        "default": {
+            "BACKEND": "django_broadcaster.backends.postgres.PostgresBackend",
+            "LOCATION": "default",
+            "KEY_PREFIX": BROADCAST_KEY_PREFIX,
+        },
+    }
+else:
+    raise ImproperlyConfigured(
+        "BROADCAST_URL must be empty (memory), redis://... or postgresql://..., "
+        f"not {BROADCAST_URL.split('://', 1)[0]}://..."
+    )
+
+# Channels rides on the same bus: a group name is a broadcast channel name.
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "django_broadcaster.layers.BroadcastChannelLayer",
+        "CONFIG": {"using": "default"},
+    }
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"django_broadcaster": {"handlers": ["console"], "level": "INFO"}},
+}
