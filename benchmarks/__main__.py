@@ -1,4 +1,4 @@
-"""python -m benchmarks [--quick] [--json PATH] [--only SYSTEM] [--scenario SCENARIO]
+"""python -m benchmarks [--quick] [--json PATH] [--only SYSTEM] [--scenario SCENARIO] [--repeat N]
 
 Runs every scenario for every system that supports it, each in a fresh
 process (``benchmarks.run_one``) with a timeout, then prints one table, the
@@ -8,10 +8,12 @@ targets of issue 8 and the cells that failed. A failed cell never stops the run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -21,7 +23,7 @@ from typing import Any
 from . import peers
 from .run_one import PREFIX
 from .scenarios import SCENARIOS
-from .systems import BY_NAME, SYSTEMS, System
+from .systems import SYSTEMS, System
 from .systems.base import POSTGRES_URL, REDIS_URL
 
 # Row names in table order: cross-process-latency reports two rows.
@@ -100,11 +102,14 @@ def run_cell(system: System, scenario: str, quick: bool, timeout: float, python:
         stdout, stderr = process.communicate(timeout=timeout)
         timed_out = False
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         stdout, stderr = process.communicate()
         timed_out = True
     cell.seconds = time.perf_counter() - started
-    results = [json.loads(line[len(PREFIX) :]) for line in stdout.splitlines() if line.startswith(PREFIX)]
+    results = [
+        json.loads(line[len(PREFIX) :]) for line in stdout.splitlines() if line.startswith(PREFIX)
+    ]
     measured = [result for result in results if "rows" in result]
     errors = [result["error"] for result in results if "error" in result]
     notes = []
@@ -115,15 +120,36 @@ def run_cell(system: System, scenario: str, quick: bool, timeout: float, python:
     elif errors:
         cell.error = errors[0]
     elif timed_out:
-        cell.error = f"timed out after {timeout:.0f} s"
+        cell.error = f"timed out after {timeout:g} s"
     else:
         last = [line for line in stderr.splitlines() if line.strip()][-1:] or [""]
         cell.error = f"exited with status {process.returncode} {last[0]}".strip()
     if "hung at exit" in stderr:
         notes.append("hung at exit (killed)")
     elif timed_out and measured:
-        notes.append(f"did not exit within {timeout:.0f} s (killed)")
+        notes.append(f"did not exit within {timeout:g} s (killed)")
     cell.note = "; ".join(note for note in notes if note)
+    return cell
+
+
+def run_repeated(system: System, scenario: str, args: argparse.Namespace, python: str) -> Cell:
+    """Run a cell ``--repeat`` times and keep the median of each row (noisy, shared machines)."""
+    runs = [
+        run_cell(system, scenario, args.quick, args.timeout, python) for _ in range(args.repeat)
+    ]
+    measured = [run for run in runs if not run.error]
+    if len(runs) == 1 or not measured:
+        return runs[0]
+    cell = Cell(system, scenario, seconds=sum(run.seconds for run in runs))
+    for i, row in enumerate(measured[0].rows):
+        values = [run.rows[i]["value"] for run in measured]
+        cell.rows.append({**row, "value": statistics.median(values)})
+    notes = {run.note for run in measured if run.note}
+    failures = len(runs) - len(measured)
+    if failures:
+        error = next(run.error for run in runs if run.error)
+        notes.add(f"{failures} of {len(runs)} runs failed: {error}")
+    cell.note = "; ".join(sorted(notes))
     return cell
 
 
@@ -158,7 +184,7 @@ def print_table(cells: list[Cell]) -> None:
         print(
             "  ".join(
                 text.rjust(width) if i in (2, 4) else text.ljust(width)
-                for i, (text, width) in enumerate(zip(shown, widths))
+                for i, (text, width) in enumerate(zip(shown, widths, strict=True))
             ).rstrip()
         )
     print(
@@ -168,9 +194,20 @@ def print_table(cells: list[Cell]) -> None:
 
 
 def print_targets(cells: list[Cell]) -> None:
+    """Check the targets whose cells were part of this run (all of them without filters)."""
     values = {(row["scenario"], row["system"]): row["value"] for cell in cells for row in cell.rows}
-    print("\nTargets (issue 8)")
-    for target in TARGETS:
+    planned = {(cell.scenario, cell.system.name) for cell in cells}
+    targets = [
+        target
+        for target in TARGETS
+        if any(
+            target.scenario.startswith(scenario) and target.system == system
+            for scenario, system in planned
+        )
+    ]
+    if targets:
+        print("\nTargets (issue 8)")
+    for target in targets:
         value = values.get((target.scenario, target.system))
         if target.reference is None:
             reference: float | None = 1.0
@@ -185,12 +222,30 @@ def print_targets(cells: list[Cell]) -> None:
         print(f"  {'ok  ' if met else 'MISS'}  {target.describe()}: {shown}")
 
 
+def print_failures(failed: list[Cell]) -> None:
+    """One line per system and error, listing the scenarios it hit."""
+    if not failed:
+        return
+    print(f"\nFailed cells ({len(failed)})")
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for cell in failed:
+        grouped.setdefault((cell.system.name, cell.error), []).append(cell.scenario)
+    for (system, error), scenarios in grouped.items():
+        print(f"  {system} [{', '.join(scenarios)}]: {error}")
+
+
 def machine() -> dict[str, str]:
     """What the numbers were measured on, for the table header and docs/performance."""
-    info = {"python": platform.python_version(), "cores": str(os.cpu_count())}
+    info = {
+        "python": platform.python_version(),
+        "cores": str(os.cpu_count()),
+        "load average": "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg()),
+    }
     try:
         with open("/proc/cpuinfo") as cpuinfo:
-            models = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
+            models = [
+                line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")
+            ]
         info["cpu"] = models[0]
     except (OSError, IndexError):
         info["cpu"] = platform.processor()
@@ -215,17 +270,24 @@ def machine() -> dict[str, str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[2])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="django-broadcaster and its peers side by side, one fresh process per cell.",
+    )
     parser.add_argument("--quick", action="store_true", help="short runs: under a minute in all")
     parser.add_argument("--json", metavar="PATH", help='also write {"rows": [...]} to PATH')
-    parser.add_argument("--only", metavar="SYSTEM", help="only systems whose name contains this")
-    parser.add_argument("--scenario", help="only scenarios whose name contains this")
-    parser.add_argument("--timeout", type=float, help="seconds per cell (default 30 quick, 600 full)")
+    parser.add_argument("--only", metavar="SYSTEM", help="systems whose name has this; a,b: any")
+    parser.add_argument("--scenario", help="scenarios whose name has this; a,b: any")
+    parser.add_argument("--repeat", type=int, default=1, help="run each cell N times, keep medians")
+    parser.add_argument("--timeout", type=float, help="seconds per run (30 quick, 600 full)")
     args = parser.parse_args()
-    timeout = args.timeout or (30.0 if args.quick else 600.0)
+    args.timeout = args.timeout or (30.0 if args.quick else 600.0)
 
-    systems = [s for s in SYSTEMS if not args.only or args.only in s.name]
-    scenarios = [s for s in SCENARIOS if not args.scenario or args.scenario in s]
+    def chosen(name: str, wanted: str | None) -> bool:
+        return not wanted or any(part in name for part in wanted.split(","))
+
+    systems = [s for s in SYSTEMS if chosen(s.name, args.only)]
+    scenarios = [s for s in SCENARIOS if chosen(s, args.scenario)]
     plan = [(sc, sy) for sc in scenarios for sy in systems if sc in sy.scenarios]
     if not plan:
         parser.error("nothing to run: no system/scenario matches")
@@ -248,7 +310,7 @@ def main() -> int:
     started = time.perf_counter()
     for number, (scenario, system) in enumerate(plan, 1):
         if system.python in pythons:
-            cell = run_cell(system, scenario, args.quick, timeout, pythons[system.python])
+            cell = run_repeated(system, scenario, args, pythons[system.python])
         else:
             cell = Cell(system, scenario, error=peers_error)
         cells.append(cell)
@@ -265,11 +327,9 @@ def main() -> int:
     print_table(cells)
     print_targets(cells)
     failed = [cell for cell in cells if cell.error]
-    if failed:
-        print(f"\nFailed cells ({len(failed)})")
-        for cell in failed:
-            print(f"  {cell.scenario} / {cell.system.name}: {cell.error}")
-    print(f"\n{len(plan)} cells in {elapsed:.1f} s")
+    print_failures(failed)
+    load = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    print(f"\n{len(plan)} cells in {elapsed:.1f} s; load average now {load}")
 
     if args.json:
         document = {

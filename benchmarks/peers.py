@@ -30,12 +30,14 @@ def ensure() -> Path:
     if python().exists() and _works():
         return python()
     print(f"creating {VENV} ({', '.join(REQUIREMENTS)}) ...", file=sys.stderr, flush=True)
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
-    subprocess.run(
-        [str(python()), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        + REQUIREMENTS,
-        check=True,
-    )
+    for command in (
+        [sys.executable, "-m", "venv", "--clear", str(VENV)],
+        [str(python()), "-m", "pip", "install", "--disable-pip-version-check", *REQUIREMENTS],
+    ):
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [""]
+            raise RuntimeError(f"{' '.join(command[:3])} ... failed: {tail[0]}")
     if not _works():
         raise RuntimeError(f"{VENV} was created but cannot import broadcaster on redis 5.3.1")
     return python()

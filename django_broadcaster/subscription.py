@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -42,6 +42,11 @@ class Subscription:
         self._queue: deque[Event] = deque()
         self._backlog: deque[Event] = deque()
         self._held: dict[str, list[Event]] = {}
+        # Per replayed channel, the order key of the last replayed event: live
+        # events up to it may still arrive after the history read (delivery
+        # takes time on a real backend) and are dropped as duplicates.
+        self._replayed: dict[str, tuple[int, ...]] = {}
+        self._id_order: Callable[[str], tuple[int, ...]] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._lagged = False
         self._ended = False
@@ -81,6 +86,9 @@ class Subscription:
         if last is not None:
             after = hub.backend.id_order(last)
             held = [e for e in held if e.id is not None and hub.backend.id_order(e.id) > after]
+            if not held:
+                self._id_order = hub.backend.id_order
+                self._replayed[channel] = after
         self._backlog.extend(past)
         self._backlog.extend(held)
         self._wake()
@@ -133,6 +141,11 @@ class Subscription:
 
     def _push(self, event: Event) -> bool:
         """Queue ``event``; ``False`` when the queue is full (the hub then drops us)."""
+        if self._replayed and event.id is not None and event.channel in self._replayed:
+            assert self._id_order is not None
+            if self._id_order(event.id) <= self._replayed[event.channel]:
+                return True  # already replayed from history
+            del self._replayed[event.channel]
         if self._held:
             held = self._held.get(event.channel)
             if held is not None:

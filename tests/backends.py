@@ -8,9 +8,22 @@ fail; they never skip.
 from django.conf import settings
 
 CONFORMANCE_BACKENDS: dict[str, dict[str, object]] = {
+    "redis": {
+        "BACKEND": "django_broadcaster.backends.redis.RedisBackend",
+        "LOCATION": settings.REDIS_URL,
+    },
+    "redis-stream": {
+        "BACKEND": "django_broadcaster.backends.redis.RedisStreamBackend",
+        "LOCATION": settings.REDIS_URL,
+    },
     "memory": {
         "BACKEND": "django_broadcaster.backends.memory.MemoryBackend",
         "LOCATION": "conformance",
+    },
+    "postgres": {
+        "BACKEND": "django_broadcaster.backends.postgres.PostgresBackend",
+        # The test database (pytest-django creates and migrates it).
+        "LOCATION": "default",
     },
 }
 

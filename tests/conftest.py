@@ -17,6 +17,11 @@ def make_bus(name: str, **overrides: object) -> Broadcast:
     return create_broadcast("default", entry)
 
 
+@pytest.fixture(scope="session")
+def postgres_table(django_db_setup: None) -> None:
+    """The migrated test database exists, so PostgresBackend's history table does too."""
+
+
 @pytest.fixture(params=list(CONFORMANCE_BACKENDS))
 def backend_name(request: pytest.FixtureRequest) -> str:
     name: str = request.param

@@ -1,1 +1,5 @@
-urlpatterns: list[object] = []
+from django.urls import include, path
+
+urlpatterns: list[object] = [
+    path("sse/", include("tests.sse_urls")),
+]

@@ -29,7 +29,9 @@ SYSTEMS = [
     System("encode-broadcaster", "encode_broadcaster:EncodeBroadcaster", python="peers"),
     System("channels-redis-core", "channels_layers:core"),
     System("channels-redis-pubsub", "channels_layers:pubsub"),
-    System("channels-inmemory", "channels_layers:inmemory", frozenset({"one-to-one", "fan-out-1000"})),
+    System(
+        "channels-inmemory", "channels_layers:inmemory", frozenset({"one-to-one", "fan-out-1000"})
+    ),
     # One process by definition: no cross-process scenario.
     System("django-broadcaster:memory", "ours:memory", ALL - {"cross-process-latency"}),
     System("django-broadcaster:redis", "ours:redis"),

@@ -23,17 +23,19 @@ class RawPsycopg(Adapter):
     def __init__(self) -> None:
         self.local = LocalFanout(self._listen, self._unlisten)
         self.reader: asyncio.Task[None] | None = None
+        self.lock = asyncio.Lock()  # one LISTEN / UNLISTEN and reader restart at a time
 
     async def start(self) -> None:
         self.listener = await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True)
         self.notifier = await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True)
 
     async def _run(self, statement: str, channel: str) -> None:
-        if self.reader is not None:
-            self.reader.cancel()
-            await asyncio.gather(self.reader, return_exceptions=True)
-        await self.listener.execute(sql.SQL(statement).format(sql.Identifier(channel)))
-        self.reader = asyncio.create_task(self._read())
+        async with self.lock:
+            if self.reader is not None:
+                self.reader.cancel()
+                await asyncio.gather(self.reader, return_exceptions=True)
+            await self.listener.execute(sql.SQL(statement).format(sql.Identifier(channel)))
+            self.reader = asyncio.create_task(self._read())
 
     async def _listen(self, channel: str) -> None:
         await self._run("LISTEN {}", channel)

@@ -2,6 +2,11 @@
 
 One client publishes (its pool opens a connection per concurrent publish), one
 PubSub connection reads with ``listen()`` and hands each payload to local queues.
+
+It speaks RESP2: redis-py 8 defaults to RESP3, where every pub/sub message goes
+through a default push handler that builds ``str(message)`` for a debug log
+line whether or not debug logging is on; that halves the reader's speed on
+64 KB payloads. RESP2 (or a ``push_handler_func``) avoids it.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from .base import REDIS_URL, Adapter, LocalFanout
 class RawRedis(Adapter):
     def __init__(self) -> None:
         # Room for the 100 publisher tasks of concurrent-publish plus the reader.
-        self.client = redis.Redis.from_url(REDIS_URL, max_connections=1_000)
+        self.client = redis.Redis.from_url(REDIS_URL, max_connections=1_000, protocol=2)
         self.pubsub = self.client.pubsub()
         self.local = LocalFanout(self._listen, self.pubsub.unsubscribe)
         self.reader: asyncio.Task[None] | None = None

@@ -1,0 +1,180 @@
+"""Validation of ``CHANNEL_LAYERS`` entries that use `BroadcastChannelLayer`.
+
+One function, `config_problems`, serves both the system check registered here
+and the layer's constructor, so ``manage.py check`` and runtime agree. This
+module must not import Channels: the app works without it installed.
+
+==========================  =====================================================
+django_broadcaster.E010     a CONFIG of BroadcastChannelLayer is wrong: unknown
+                            ``using`` alias, unknown or unsupported key, bad value
+django_broadcaster.W001     a channels_redis key (``hosts``, ``prefix``,
+                            ``serializer_format``) that this layer ignores
+==========================  =====================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning, register
+from django.utils.module_loading import import_string
+
+from .broadcast import Broadcast
+from .exceptions import ConfigError
+
+LAYER_PATH = "django_broadcaster.layers.BroadcastChannelLayer"
+ERROR_ID = "django_broadcaster.E010"
+WARNING_ID = "django_broadcaster.W001"
+
+#: CONFIG keys the layer uses.
+ACCEPTED = ("using", "capacity", "expiry", "group_expiry", "channel_capacity")
+#: channels_redis keys that are accepted and ignored, with what to do instead.
+IGNORED = {
+    "hosts": "connections come from BROADCAST_BACKENDS[using]; set its LOCATION instead",
+    "prefix": "name-spacing comes from BROADCAST_BACKENDS[using]['KEY_PREFIX'] instead",
+    "serializer_format": "the encoding is BROADCAST_BACKENDS[using]['OPTIONS']['SERIALIZER']"
+    " ('json' or 'msgpack') instead",
+}
+ENCRYPTION_KEY = "symmetric_encryption_keys"
+
+
+class Problem(NamedTuple):
+    """One thing wrong with a CONFIG: ``error`` or not (a warning), what, and a hint."""
+
+    error: bool
+    message: str
+    hint: str | None = None
+
+
+def _whole(value: object, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _seconds(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def config_problems(config: object, *, check_alias: bool = True) -> list[Problem]:
+    """Everything wrong with one layer CONFIG (``[]`` when it is fine)."""
+    if not isinstance(config, Mapping):
+        return [Problem(True, f"CONFIG must be a dict, not {type(config).__name__}")]
+    problems: list[Problem] = []
+    unknown = sorted(str(key) for key in config if key not in (*ACCEPTED, *IGNORED, ENCRYPTION_KEY))
+    if unknown:
+        problems.append(
+            Problem(
+                True,
+                f"unknown CONFIG key(s): {', '.join(unknown)}",
+                f"accepted: {', '.join(ACCEPTED)}",
+            )
+        )
+    if config.get(ENCRYPTION_KEY):
+        problems.append(
+            Problem(
+                True,
+                f"{ENCRYPTION_KEY} is not supported: messages cross the bus unencrypted, "
+                "and group messages stay readable by broadcast.subscribe()",
+                "remove it and protect the backend connection instead (rediss://, sslmode=require)",
+            )
+        )
+    for key, instead in IGNORED.items():
+        if key in config:
+            problems.append(Problem(False, f"CONFIG key {key!r} is ignored", instead))
+    using = config.get("using", "default")
+    if isinstance(using, str):
+        if check_alias:
+            problems.extend(_alias_problems(using))
+    elif not isinstance(using, Broadcast):  # an instance is fine when built in code
+        problems.append(Problem(True, f"'using' must be an alias string, not {using!r}"))
+    capacity = config.get("capacity", 100)
+    if not _whole(capacity, 1):
+        problems.append(Problem(True, f"'capacity' must be a whole number >= 1, not {capacity!r}"))
+    for key in ("expiry", "group_expiry"):
+        if key in config and not _seconds(config[key]):
+            problems.append(
+                Problem(True, f"{key!r} must be a number of seconds > 0, not {config[key]!r}")
+            )
+    capacities = config.get("channel_capacity") or {}
+    if not isinstance(capacities, Mapping):
+        problems.append(
+            Problem(
+                True,
+                f"'channel_capacity' must be a dict of pattern -> capacity, not {capacities!r}",
+            )
+        )
+    else:
+        for pattern, value in capacities.items():
+            if not (isinstance(pattern, str) or hasattr(pattern, "match")):
+                problems.append(
+                    Problem(
+                        True,
+                        f"channel_capacity pattern {pattern!r} must be a glob string or a "
+                        "compiled regex",
+                    )
+                )
+            if not _whole(value, 1):
+                problems.append(
+                    Problem(
+                        True,
+                        f"channel_capacity[{pattern!r}] must be a whole number >= 1, not {value!r}",
+                    )
+                )
+    return problems
+
+
+def _alias_problems(using: str) -> list[Problem]:
+    from .config import configured_backends
+
+    try:
+        aliases = configured_backends()
+    except ConfigError:
+        return []  # BROADCAST_BACKENDS itself is wrong; its own check reports that
+    if using in aliases:
+        return []
+    return [
+        Problem(
+            True,
+            f"'using' names {using!r}, which is not a BROADCAST_BACKENDS alias",
+            f"configured aliases: {', '.join(map(repr, aliases))}",
+        )
+    ]
+
+
+def _is_broadcast_layer(path: object) -> bool:
+    if path == LAYER_PATH:
+        return True
+    if not isinstance(path, str) or not path:
+        return False
+    try:
+        backend = import_string(path)
+    except ImportError:
+        return False  # Channels reports it when it builds the layer
+    return isinstance(backend, type) and any(
+        f"{cls.__module__}.{cls.__qualname__}" == LAYER_PATH for cls in backend.__mro__
+    )
+
+
+@register("django_broadcaster")
+def check_channel_layers(
+    app_configs: Sequence[Any] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    layers = getattr(settings, "CHANNEL_LAYERS", None)
+    if not isinstance(layers, Mapping):
+        return []
+    messages: list[CheckMessage] = []
+    for alias, entry in layers.items():
+        if not isinstance(entry, Mapping) or not _is_broadcast_layer(entry.get("BACKEND")):
+            continue
+        for key in ("CONFIG", "TEST_CONFIG"):
+            if key not in entry:
+                continue
+            where = f"CHANNEL_LAYERS[{alias!r}][{key!r}]"
+            for problem in config_problems(entry[key]):
+                text = f"{where}: {problem.message}"
+                if problem.error:
+                    messages.append(Error(text, hint=problem.hint, id=ERROR_ID))
+                else:
+                    messages.append(Warning(text, hint=problem.hint, id=WARNING_ID))
+    return messages

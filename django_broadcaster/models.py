@@ -1,0 +1,33 @@
+"""The history table of `PostgresBackend` (created by ``manage.py migrate``).
+
+The schema is portable so ``migrate`` also succeeds on databases that never
+hold broadcast history (SQLite, MySQL); only PostgreSQL databases named by a
+``PostgresBackend`` ``LOCATION`` ever get rows.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models.functions import Now
+
+#: Also spelled out in ``backends/postgres.py``, which must not import models.
+HISTORY_TABLE = "django_broadcaster_event"
+
+
+class HistoryEvent(models.Model):
+    """One published event: its id is the event id subscribers resume from."""
+
+    id = models.BigAutoField(primary_key=True)
+    #: The engine-side channel name (``KEY_PREFIX`` folded in).
+    channel = models.CharField(max_length=255)
+    #: The encoded message (JSON or msgpack bytes).
+    payload = models.BinaryField()
+    created = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = HISTORY_TABLE
+        indexes = [models.Index(fields=["channel", "id"], name="django_broadcaster_chan_id")]
+        verbose_name = "broadcast history event"
+
+    def __str__(self) -> str:
+        return f"{self.channel} #{self.id}"

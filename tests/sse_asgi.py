@@ -1,0 +1,5 @@
+"""The ASGI application the SSE tests serve (tests/urls.py routes ``/sse/``)."""
+
+from django.core.asgi import get_asgi_application
+
+application = get_asgi_application()

@@ -1,0 +1,142 @@
+"""Real ASGI servers for the SSE tests, serving tests/sse_asgi.py.
+
+`UvicornThread` runs uvicorn in a thread of the test process (settings come
+from the process, overridden by the fixture); `DaphneProcess` runs Daphne in a
+subprocess with ``tests.command_settings`` and ``BROADCASTER_TEST_BACKENDS``.
+Both listen on a socket bound here to a free loopback port, so there is no
+race for the port, and both stop only what they started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _listener() -> socket.socket:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    return listener
+
+
+def _wait_until_serving(url: str, timeout: float, alive: Any) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if not alive():
+            raise RuntimeError(f"the server at {url} stopped while starting")
+        try:
+            with urllib.request.urlopen(f"{url}/sse/default/state/", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server at {url} is not answering after {timeout}s")
+        time.sleep(0.05)
+
+
+class UvicornThread:
+    name = "uvicorn"
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, backends: dict[str, Any]) -> None:
+        from tests.sse_asgi import application
+
+        listener = _listener()
+        self.port = listener.getsockname()[1]
+        config = uvicorn.Config(application, lifespan="off", log_level="warning")
+        server = self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [listener]}, name="uvicorn", daemon=True
+        )
+        self._thread.start()
+        _wait_until_serving(self.url, 30, self._thread.is_alive)
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(15)
+            self._server = self._thread = None
+
+    def log(self) -> str:
+        return ""
+
+
+class DaphneProcess:
+    name = "daphne"
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        handle, path = tempfile.mkstemp(prefix="sse-daphne-", suffix=".log")
+        os.close(handle)
+        self.log_path = Path(path)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, backends: dict[str, Any]) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env.update(
+            DJANGO_SETTINGS_MODULE="tests.command_settings",
+            BROADCASTER_TEST_BACKENDS=json.dumps(backends),
+            PYTHONUNBUFFERED="1",
+        )
+        listener = _listener()
+        try:
+            self.port = listener.getsockname()[1]
+            fd = listener.fileno()
+            with self.log_path.open("wb") as log:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", "daphne", "--fd", str(fd), "tests.sse_asgi:application"],
+                    cwd=REPO,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=(fd,),
+                )
+        finally:
+            listener.close()  # the child has its own copy
+        process = self.process
+        _wait_until_serving(self.url, 30, lambda: process.poll() is None)
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")

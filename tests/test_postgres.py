@@ -1,0 +1,604 @@
+"""PostgresBackend beyond the conformance suite: limits, wire junk, reconnects, processes.
+
+Runs against the real PostgreSQL on loopback (the pytest-django test database,
+migrated); nothing is mocked and nothing skips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from django.core.management import call_command
+from django.db import connection, connections
+from django.test.utils import override_settings
+from psycopg import sql
+
+from django_broadcaster import BackendUnavailable, Broadcast, Event
+from django_broadcaster.backends.postgres import (
+    HISTORY_TABLE,
+    INLINE_LIMIT,
+    NOTIFY_LIMIT,
+    PostgresBackend,
+)
+from django_broadcaster.checks import check_backends
+from django_broadcaster.config import create_broadcast
+from django_broadcaster.exceptions import ConfigError
+from django_broadcaster.models import HISTORY_TABLE as MODEL_TABLE
+from django_broadcaster.models import HistoryEvent
+
+from .conftest import make_bus
+
+pytestmark = pytest.mark.usefixtures("postgres_table")
+
+TIMEOUT = 20
+BACKEND = "django_broadcaster.backends.postgres.PostgresBackend"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def database_url() -> str:
+    """The migrated test database as a URL (what another process would configure)."""
+    s = connections["default"].settings_dict
+    return f"postgresql://{s['USER']}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
+
+
+@pytest.fixture
+async def pg() -> AsyncIterator[Broadcast]:
+    front = make_bus("postgres")
+    yield front
+    await front.aclose()
+    front.close()
+
+
+@pytest.fixture
+async def admin() -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A plain psycopg connection to the test database, playing psql."""
+    conn = await psycopg.AsyncConnection.connect(database_url(), autocommit=True)
+    yield conn
+    await conn.close()
+
+
+def backend_of(bus: Broadcast) -> PostgresBackend:
+    backend = bus._hub().backend
+    assert isinstance(backend, PostgresBackend)
+    return backend
+
+
+async def drain(sub: Any, count: int) -> list[Event]:
+    return [await sub.get(TIMEOUT) for _ in range(count)]
+
+
+# -- limits PostgreSQL must not leak ---------------------------------------------
+
+
+async def test_one_megabyte_message_round_trips(pg: Broadcast) -> None:
+    big = {"blob": "x" * 1_000_000, "n": 1}
+    async with pg.subscribe("big") as sub:
+        event_id = await pg.apublish("big", big)
+        await pg.apublish("big", "small after")
+        first, second = await drain(sub, 2)
+    assert first == Event("big", big, event_id)
+    assert second.message == "small after"
+    assert [e.message for e in await pg.ahistory("big")] == [big, "small after"]
+
+
+@pytest.mark.parametrize("serializer", ["json", "msgpack"])
+async def test_payloads_either_side_of_the_notify_limit(serializer: str) -> None:
+    """The limit applies to the *encoded* notification: multi-byte text counts in bytes."""
+    bus = make_bus("postgres", OPTIONS={"SERIALIZER": serializer})
+    try:
+        messages: list[Any] = [
+            "é" * 3400,  # 3400 characters, 6800+ bytes: still inline
+            "é" * 3600,  # 3600 characters but 7200+ bytes: sent as an id
+            "a" * (NOTIFY_LIMIT - 10),
+            "a" * NOTIFY_LIMIT,
+            {"k": "€" * 5000},
+        ]
+        if serializer == "msgpack":
+            messages += [b"\x00\xff" * 2000, b"\x00\xff" * 3000]  # base64 inline / as an id
+        async with bus.subscribe("edge") as sub:
+            for message in messages:
+                await bus.apublish("edge", message)
+            assert [e.message for e in await drain(sub, len(messages))] == messages
+        backend = backend_of(bus)
+        for message in messages:
+            body = backend._body(bus.serializer.dumps(message))
+            assert len(("@" + "9" * 19 + body).encode()) <= INLINE_LIMIT
+    finally:
+        await bus.aclose()
+
+
+async def test_long_channel_names_stay_separate(pg: Broadcast) -> None:
+    shared = "a" * 63
+    one, two = shared + "." + "x" * 136, shared + "." + "y" * 136
+    assert len(one) == len(two) == 200
+    backend = backend_of(pg)
+    assert backend.notify_channel(one) != backend.notify_channel(two)
+    assert all(len(backend.notify_channel(c).encode()) <= 63 for c in (one, two, "short"))
+    async with pg.subscribe(one) as sub_one, pg.subscribe(two) as sub_two:
+        await pg.apublish(one, "to one")
+        await pg.apublish(two, "to two")
+        await pg.apublish(one, "one again")
+        assert [e.message for e in await drain(sub_one, 2)] == ["to one", "one again"]
+        assert [e.message for e in await drain(sub_two, 1)] == ["to two"]
+        await asyncio.sleep(0.1)
+        assert sub_one.pending == sub_two.pending == 0
+    assert [e.message for e in await pg.ahistory(one)] == ["to one", "one again"]
+    assert [e.message for e in await pg.ahistory(two)] == ["to two"]
+
+
+async def test_names_never_reach_sql_as_text() -> None:
+    """A KEY_PREFIX may hold anything; unquoted identifiers would also fold case."""
+    bus = make_bus("postgres", KEY_PREFIX=f"x'; DROP TABLE {HISTORY_TABLE}; -- \"é{uuid.uuid4()}")
+    try:
+        async with bus.subscribe("Chat.Lobby") as upper, bus.subscribe("chat.lobby") as lower:
+            await bus.apublish("Chat.Lobby", "upper")
+            await bus.apublish("chat.lobby", "lower")
+            assert (await upper.get(TIMEOUT)).message == "upper"
+            assert (await lower.get(TIMEOUT)).message == "lower"
+            await asyncio.sleep(0.1)
+            assert upper.pending == lower.pending == 0
+        assert [e.message for e in await bus.ahistory("Chat.Lobby")] == ["upper"]
+    finally:
+        await bus.aclose()
+
+
+async def test_long_key_prefix_is_shortened_not_refused() -> None:
+    a = make_bus("postgres", KEY_PREFIX="p" * 80 + uuid.uuid4().hex)
+    b = make_bus("postgres", KEY_PREFIX="p" * 80 + uuid.uuid4().hex)
+    try:
+        name = "c" * 200
+        assert len(backend_of(a).wire_name(name)) <= 255
+        assert backend_of(a).wire_name(name) != backend_of(b).wire_name(name)
+        await a.apublish(name, "a")
+        await b.apublish(name, "b")
+        assert [e.message for e in await a.ahistory(name)] == ["a"]
+        assert [e.message for e in await b.ahistory(name)] == ["b"]
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+# -- junk on the wire ------------------------------------------------------------
+
+
+async def test_foreign_notifications_are_logged_and_skipped(
+    pg: Broadcast, admin: psycopg.AsyncConnection[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = backend_of(pg)
+    async with pg.subscribe("junk") as sub:
+        target = sql.Identifier(backend.notify_channel("junk"))
+        # What someone types in psql: a plain NOTIFY that is not JSON ...
+        await admin.execute(sql.SQL("NOTIFY {}, 'this is not json'").format(target))
+        # ... a row inserted by hand with a non-JSON payload, then its id notified ...
+        cursor = await admin.execute(
+            sql.SQL("INSERT INTO {} (channel, payload) VALUES (%s, %s) RETURNING id").format(
+                sql.Identifier(HISTORY_TABLE)
+            ),
+            (backend.wire_name("junk"), b"\xff not json"),
+        )
+        row = await cursor.fetchone()
+        assert row is not None
+        junk_id = row[0]
+        await admin.execute(
+            "SELECT pg_notify(%s, %s)", (backend.notify_channel("junk"), f"@{junk_id}")
+        )
+        # ... an id that is not in the table, and a broken inline event.
+        await admin.execute(
+            "SELECT pg_notify(%s, '@9223372036854775000')", (backend.notify_channel("junk"),)
+        )
+        await admin.execute(
+            "SELECT pg_notify(%s, '@1:bnot base64!')", (backend.notify_channel("junk"),)
+        )
+        # A JSON value from SQL is delivered live, without an id.
+        await admin.execute(sql.SQL("""NOTIFY {}, '{{"from": "sql"}}'""").format(target))
+        event_id = await pg.apublish("junk", "good")
+        events = await drain(sub, 2)
+    assert events == [Event("junk", {"from": "sql"}, None), Event("junk", "good", event_id)]
+    assert pg.stats()["undecodable"] == 3
+    logged = caplog.text
+    assert "skipped an undecodable json payload on channel 'junk'" in logged
+    assert "not in the history table" in logged
+    # The reader survived: the channel still works, history shows the raw row too.
+    history = await backend.history("junk", None, None)
+    assert [e.id for e in history] == [str(junk_id), event_id]
+
+
+# -- connection loss ---------------------------------------------------------------
+
+
+async def terminate(
+    admin: psycopg.AsyncConnection[Any], conn: psycopg.AsyncConnection[Any]
+) -> None:
+    await admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+
+
+async def test_killing_the_listen_connection_loses_and_repeats_nothing(
+    pg: Broadcast, admin: psycopg.AsyncConnection[Any]
+) -> None:
+    total = 3000
+    other = make_bus("postgres", KEY_PREFIX=pg.config.key_prefix)
+    try:
+        async with pg.subscribe("stream") as sub, pg.subscribe("quiet") as quiet:
+            backend = backend_of(pg)
+
+            async def publisher() -> None:
+                for i in range(total):
+                    await pg.apublish("stream", i)
+                    if i % 10 == 0:
+                        await asyncio.sleep(0.001)
+
+            task = asyncio.ensure_future(publisher())
+            received: list[Event] = []
+            for kill_at in (300, 1200, 2100):
+                while len(received) < kill_at:
+                    received.append(await sub.get(TIMEOUT))
+                assert backend._listen is not None
+                await terminate(admin, backend._listen)
+                if kill_at == 1200:
+                    # Published by another process while this one is reconnecting.
+                    await other.apublish("quiet", "during the outage")
+                if kill_at == 2100:
+                    for _ in range(500):  # the hub's reconnect may be reopening it
+                        if backend._pub is not None:
+                            break
+                        await asyncio.sleep(0.01)
+                    assert backend._pub is not None
+                    await terminate(admin, backend._pub)  # publishes retry
+            while len(received) < total:
+                received.append(await sub.get(TIMEOUT))
+            await task
+            assert [e.message for e in await drain(quiet, 1)] == ["during the outage"]
+            await asyncio.sleep(0.2)
+            assert sub.pending == quiet.pending == 0
+    finally:
+        await other.aclose()
+    assert [e.message for e in received] == list(range(total))
+    ids = [int(e.id or 0) for e in received]
+    assert ids == sorted(set(ids))
+    assert pg.stats()["reconnects"] >= 3
+
+
+async def test_resume_points_past_the_id_sequence_are_clamped(
+    pg: Broadcast, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After a crash that lost WAL (or a failover) ids are reused: do not skip new events."""
+    await pg.apublish("rewind", "before")
+    async with pg.subscribe("rewind") as sub:
+        backend = backend_of(pg)
+        await backend.unsubscribe(["rewind"])
+        await backend.subscribe({"rewind": str(10**15)})  # as if resuming after a rewind
+        event_id = await pg.apublish("rewind", "after")
+        assert await sub.get(TIMEOUT) == Event("rewind", "after", event_id)
+    assert "went back from 1000000000000000" in caplog.text
+
+
+async def test_a_subscriber_resumes_after_an_outage_with_since(pg: Broadcast) -> None:
+    """The public since= path after losing a subscription altogether."""
+    async with pg.subscribe("resume") as sub:
+        await pg.apublish("resume", 1)
+        seen = await sub.get(TIMEOUT)
+    await pg.apublish("resume", 2)
+    await pg.apublish("resume", 3)
+    async with pg.subscribe("resume", since=seen.id) as sub:
+        assert [e.message for e in await drain(sub, 2)] == [2, 3]
+
+
+async def test_ids_are_committed_in_order_across_connections() -> None:
+    """Concurrent publishers on other connections: per channel, ids arrive increasing."""
+    first = make_bus("postgres")
+    prefix = first.config.key_prefix
+    buses = [first, *(make_bus("postgres", KEY_PREFIX=prefix) for _ in range(2))]
+    try:
+        async with buses[0].subscribe("race") as sub:
+
+            async def flood(bus: Broadcast, tag: int) -> None:
+                for start in range(0, 300, 30):
+                    await asyncio.gather(
+                        *(bus.apublish("race", [tag, i]) for i in range(start, start + 30))
+                    )
+
+            await asyncio.gather(*(flood(bus, tag) for tag, bus in enumerate(buses)))
+            events = await drain(sub, 900)
+        ids = [int(e.id or 0) for e in events]
+        assert ids == sorted(ids) and len(set(ids)) == 900
+        for tag in range(3):
+            assert [e.message[1] for e in events if e.message[0] == tag] == list(range(300))
+    finally:
+        for bus in buses:
+            await bus.aclose()
+
+
+async def test_receive_waits_quietly_and_close_wakes_it() -> None:
+    backend = PostgresBackend(make_bus("postgres").config)
+    await backend.connect()
+    try:
+        idle = asyncio.ensure_future(backend.receive())
+        started = time.process_time()
+        await asyncio.sleep(0.5)
+        assert not idle.done()
+        assert time.process_time() - started < 0.2  # waiting, not polling
+        await backend.subscribe({"w": None})
+        await asyncio.sleep(0.2)
+        assert not idle.done()
+        begun = time.monotonic()
+        await backend.close()
+        with pytest.raises(psycopg.OperationalError):
+            await asyncio.wait_for(idle, 2)
+        assert time.monotonic() - begun < 0.5
+    finally:
+        await backend.close()
+
+
+async def test_synchronous_commit_can_be_turned_off() -> None:
+    bus = make_bus("postgres", OPTIONS={"SYNCHRONOUS_COMMIT": False})
+    try:
+        async with bus.subscribe("fast") as sub:
+            await bus.apublish("fast", 1)
+            assert (await sub.get(TIMEOUT)).message == 1
+        backend = backend_of(bus)
+        assert backend._pub is not None
+        cursor = await backend._pub.execute("SHOW synchronous_commit")
+        assert await cursor.fetchone() == ("off",)
+    finally:
+        await bus.aclose()
+
+
+async def test_publishing_alone_opens_no_listen_connection(pg: Broadcast) -> None:
+    await pg.apublish("solo", 1)
+    assert backend_of(pg)._listen is None
+    async with pg.subscribe("solo"):
+        assert backend_of(pg)._listen is not None
+
+
+# -- two OS processes ----------------------------------------------------------------
+
+
+async def test_two_processes_exchange_5000_events() -> None:
+    count = 5000
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    url = database_url()
+    bus = create_broadcast(
+        "default",
+        {
+            "BACKEND": BACKEND,
+            "LOCATION": url,
+            "KEY_PREFIX": prefix,
+            "OPTIONS": {"MAX_QUEUE": count + 1},
+        },
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(ROOT)}
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.postgres_peer",
+        url,
+        prefix,
+        str(count),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    try:
+        async with bus.subscribe("to_parent") as sub:
+            line = await asyncio.wait_for(child.stdout.readline(), 30)
+            assert line.strip() == b"ready"
+
+            async def send() -> None:
+                for i in range(count):
+                    await bus.apublish("to_child", i)
+
+            sender = asyncio.ensure_future(send())
+            received = [(await sub.get(60)).message for _ in range(count)]
+            await sender
+        result = json.loads(await asyncio.wait_for(child.stdout.readline(), 60))
+        # The child exits promptly once its work is done (no reader left hanging).
+        assert await asyncio.wait_for(child.wait(), 10) == 0
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+        await bus.aclose()
+    assert received == list(range(count))
+    assert result == {"in_order": True, "received": count}
+
+
+# -- retention -----------------------------------------------------------------------
+
+
+async def count_rows(admin: psycopg.AsyncConnection[Any], wire: str) -> int:
+    cursor = await admin.execute(
+        sql.SQL("SELECT count(*) FROM {} WHERE channel = %s").format(sql.Identifier(HISTORY_TABLE)),
+        (wire,),
+    )
+    row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def test_history_size_is_exact_for_readers_and_pruned_on_disk(
+    admin: psycopg.AsyncConnection[Any],
+) -> None:
+    bus = make_bus("postgres", OPTIONS={"HISTORY_SIZE": 5, "HISTORY_MAX_AGE": None})
+    try:
+        ids = [await bus.apublish("kept", i) for i in range(12)]
+        await bus.apublish("other", "x")
+        assert [e.message for e in await bus.ahistory("kept")] == [7, 8, 9, 10, 11]
+        assert [e.message for e in await bus.ahistory("kept", since=ids[2])] == [7, 8, 9, 10, 11]
+        backend = backend_of(bus)
+        wire = backend.wire_name("kept")
+        assert await count_rows(admin, wire) == 12
+        backend._prune_channels.add(wire)
+        await backend.prune()
+        assert await count_rows(admin, wire) == 5
+        assert await count_rows(admin, backend.wire_name("other")) == 1
+    finally:
+        await bus.aclose()
+
+
+async def test_history_max_age(admin: psycopg.AsyncConnection[Any]) -> None:
+    bus = make_bus("postgres", OPTIONS={"HISTORY_SIZE": None, "HISTORY_MAX_AGE": 0.3})
+    try:
+        await bus.apublish("aging", "old")
+        await asyncio.sleep(0.5)
+        await bus.apublish("aging", "new")
+        assert [e.message for e in await bus.ahistory("aging")] == ["new"]
+        backend = backend_of(bus)
+        await backend.prune()
+        assert await count_rows(admin, backend.wire_name("aging")) == 1
+    finally:
+        await bus.aclose()
+
+
+async def test_pruning_runs_by_itself(monkeypatch: pytest.MonkeyPatch, admin: Any) -> None:
+    monkeypatch.setattr("django_broadcaster.backends.postgres.PRUNE_EVERY", 20)
+    bus = make_bus("postgres", OPTIONS={"HISTORY_SIZE": 3})
+    try:
+        for i in range(20):
+            await bus.apublish("auto", i)
+        backend = backend_of(bus)
+        assert backend._pruner is not None
+        await backend._pruner
+        assert await count_rows(admin, backend.wire_name("auto")) == 3
+    finally:
+        await bus.aclose()
+
+
+# -- settings, checks, secrets ---------------------------------------------------------
+
+
+def test_model_and_backend_agree_on_the_table() -> None:
+    assert HistoryEvent._meta.db_table == MODEL_TABLE == HISTORY_TABLE
+
+
+@pytest.mark.parametrize(
+    ("location", "message"),
+    [
+        ("nope", "neither a DATABASES alias"),
+        ("mysql://user:s3cr3t-pw@host/db", "not a PostgreSQL URL"),
+        ("redis://127.0.0.1:6379/0", "not a PostgreSQL URL"),
+        ("postgresql://user:s3cr3t-pw@host/db?no_such_option=1", "cannot be parsed"),
+        ("lite", "is not PostgreSQL"),
+    ],
+)
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+def test_bad_locations_are_config_errors(location: str, message: str) -> None:
+    databases = {
+        "default": connections["default"].settings_dict,
+        "lite": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+    }
+    with override_settings(DATABASES=databases), pytest.raises(ConfigError) as info:
+        create_broadcast("pg", {"BACKEND": BACKEND, "LOCATION": location})
+    assert message in str(info.value)
+    assert info.value.check_id == "django_broadcaster.E007"
+    assert "s3cr3t-pw" not in str(info.value)
+
+
+def test_good_locations() -> None:
+    for location in ["", "default", "postgresql://u:p@h/db", "postgres://h/db?sslmode=disable"]:
+        create_broadcast("pg", {"BACKEND": BACKEND, "LOCATION": location})
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"HISTORY_SIZE": 0},
+        {"HISTORY_SIZE": "10"},
+        {"HISTORY_MAX_AGE": -1},
+        {"HISTORY_MAX_AGE": True},
+        {"HISTORY_SIZE": None, "HISTORY_MAX_AGE": None},
+        {"SYNCHRONOUS_COMMIT": "off"},
+        {"RETENTION": 5},
+    ],
+)
+def test_bad_options_are_config_errors(options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as info:
+        create_broadcast("pg", {"BACKEND": BACKEND, "OPTIONS": options})
+    assert info.value.check_id == "django_broadcaster.E006"
+
+
+@pytest.fixture
+def empty_schema() -> Iterator[str]:
+    """A URL to the test database whose search_path sees no history table."""
+    schema = f"empty_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database_url(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    try:
+        yield f"{database_url()}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(database_url(), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.mark.django_db
+def test_missing_table_is_check_error_e008(empty_schema: str) -> None:
+    backends = {
+        "default": {"BACKEND": BACKEND, "LOCATION": "default"},
+        "url": {"BACKEND": BACKEND, "LOCATION": empty_schema},
+    }
+    with override_settings(BROADCAST_BACKENDS=backends):
+        # Without --database, checks do not query (as Django's database checks).
+        assert check_backends(databases=None) == []
+        # The table exists in the migrated test database; the URL's schema has none.
+        errors = check_backends(databases=["default"])
+        assert [e.id for e in errors] == ["django_broadcaster.E008"]
+        assert "'url'" in errors[0].msg and "migrate" in (errors[0].hint or "")
+        with connection.cursor() as cursor:  # rolled back with the test's transaction
+            cursor.execute(f"DROP TABLE {HISTORY_TABLE}")
+        errors = check_backends(databases=["default"])
+        assert [e.id for e in errors] == ["django_broadcaster.E008"] * 2
+        assert "migrate django_broadcaster --database default" in (errors[0].hint or "")
+        # migrate itself runs the checks first: they must not stop it from creating the table.
+        call_command("migrate", "django_broadcaster", skip_checks=False, verbosity=0)
+
+
+async def test_missing_table_at_publish_time_says_migrate(empty_schema: str) -> None:
+    bus = create_broadcast("pg", {"BACKEND": BACKEND, "LOCATION": empty_schema})
+    try:
+        with pytest.raises(ConfigError, match="does not exist") as info:
+            await bus.apublish("c", 1)
+        assert "migrate" in str(info.value)
+        with pytest.raises(ConfigError, match="does not exist"):
+            await bus.ahistory("c")
+    finally:
+        await bus.aclose()
+
+
+async def test_passwords_never_show(caplog: pytest.LogCaptureFixture) -> None:
+    secret = "s3cr3t-pw"
+    location = f"postgresql://postgres:{secret}@127.0.0.1:1/test"
+    bus = create_broadcast(
+        "pg", {"BACKEND": BACKEND, "LOCATION": location, "OPTIONS": {"TIMEOUT": 0.3}}
+    )
+    caplog.set_level(logging.DEBUG, logger="django_broadcaster")
+    try:
+        with pytest.raises(BackendUnavailable) as info:
+            await bus.apublish("c", 1)
+        assert secret not in str(info.value)
+        assert "***" in str(info.value)
+        assert secret not in repr(bus) and secret not in repr(backend_of(bus))
+        with pytest.raises(BackendUnavailable) as info:
+            async with bus.subscribe("c"):
+                pass
+        assert secret not in str(info.value)
+    finally:
+        await bus.aclose()
+    assert secret not in caplog.text
+
+
+async def test_password_from_databases_is_scrubbed() -> None:
+    backend = PostgresBackend(make_bus("postgres").config)
+    backend._secrets = ["hunter2"]
+    scrubbed = backend._scrub(psycopg.OperationalError("bad conninfo: password=hunter2 x"))
+    assert "hunter2" not in str(scrubbed) and isinstance(scrubbed, psycopg.OperationalError)

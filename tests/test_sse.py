@@ -1,0 +1,436 @@
+"""EventStreamResponse through real ASGI servers (uvicorn in a thread, Daphne in a
+subprocess) and a real HTTP client, on the memory and Redis backends."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
+from django.test import AsyncRequestFactory, RequestFactory
+from django.test.utils import override_settings
+
+from django_broadcaster import broadcasts
+from django_broadcaster.http import EventStreamResponse
+
+from .backends import POSTGRES_URL, REDIS_URL
+from .sse_client import EventStream, Message, open_stream
+from .sse_servers import DaphneProcess, UvicornThread
+
+PREFIX = f"sse{uuid.uuid4().hex[:8]}"
+POSTGRES_TEST_URL = "{}/{}".format(
+    POSTGRES_URL.rsplit("/", 1)[0], settings.DATABASES["default"]["TEST"]["NAME"]
+)
+MEMORY = "django_broadcaster.backends.memory.MemoryBackend"
+BACKENDS: dict[str, dict[str, Any]] = {
+    "default": {"BACKEND": MEMORY, "LOCATION": f"{PREFIX}-default"},
+    "memory": {"BACKEND": MEMORY, "LOCATION": f"{PREFIX}-memory"},
+    "small": {"BACKEND": MEMORY, "LOCATION": f"{PREFIX}-small", "OPTIONS": {"HISTORY_SIZE": 3}},
+    "tiny_queue": {"BACKEND": MEMORY, "LOCATION": f"{PREFIX}-tiny", "OPTIONS": {"MAX_QUEUE": 5}},
+    "streams": {
+        "BACKEND": "django_broadcaster.backends.redis.RedisStreamBackend",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": PREFIX,
+    },
+    "pubsub": {
+        "BACKEND": "django_broadcaster.backends.redis.RedisBackend",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": PREFIX,
+    },
+    "postgres": {
+        "BACKEND": "django_broadcaster.backends.postgres.PostgresBackend",
+        # The test database (migrated by pytest-django), reachable from Daphne too.
+        "LOCATION": POSTGRES_TEST_URL,
+        "KEY_PREFIX": PREFIX,
+    },
+}
+WITH_HISTORY = ["memory", "streams", "postgres"]
+ALL = [*WITH_HISTORY, "pubsub"]
+TIMEOUT = 10.0
+
+
+@pytest.fixture(scope="module", params=["uvicorn", "daphne"])
+def server(
+    request: pytest.FixtureRequest, postgres_table: None
+) -> Iterator[UvicornThread | DaphneProcess]:
+    instance: UvicornThread | DaphneProcess
+    override = override_settings(BROADCAST_BACKENDS=BACKENDS)
+    override.enable()
+    try:
+        instance = UvicornThread() if request.param == "uvicorn" else DaphneProcess()
+        instance.start(BACKENDS)
+        try:
+            yield instance
+        finally:
+            instance.stop()
+    finally:
+        override.disable()
+
+
+@pytest.fixture
+async def http(server: UvicornThread | DaphneProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.url, timeout=TIMEOUT) as client:
+        yield client
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[redis.asyncio.Redis]:
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+def channel(name: str = "news") -> str:
+    return f"{name}.{uuid.uuid4().hex[:10]}"
+
+
+def stream_url(server: Any, alias: str, *channels: str, **params: Any) -> str:
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return f"{server.url}/sse/{alias}/stream/{','.join(channels)}/" + (f"?{query}" if query else "")
+
+
+async def publish(http: httpx.AsyncClient, alias: str, channel: str, message: Any) -> str | None:
+    response = await http.post(f"/sse/{alias}/publish/{channel}/", json=message)
+    response.raise_for_status()
+    event_id: str | None = response.json()["id"]
+    return event_id
+
+
+async def state(http: httpx.AsyncClient, alias: str) -> dict[str, Any]:
+    response = await http.get(f"/sse/{alias}/state/")
+    response.raise_for_status()
+    result: dict[str, Any] = response.json()
+    return result
+
+
+async def opened(stream: EventStream) -> Message:
+    """The first block: sent once the server has subscribed, carrying the start position."""
+    first = await stream.next(TIMEOUT)
+    assert first.data is None
+    assert first.id is not None
+    return first
+
+
+async def wait_released(http: httpx.AsyncClient, alias: str, name: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        current = await state(http, alias)
+        if name not in current["subscribers"] and name not in current["upstream"]:
+            return
+        assert time.monotonic() < deadline, f"{name} still subscribed: {current}"
+        await asyncio.sleep(0.02)
+
+
+# -- streaming ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("alias", ALL)
+async def test_events_arrive_with_ids_names_and_json_data(
+    server: Any, http: httpx.AsyncClient, alias: str
+) -> None:
+    name = channel()
+    async with open_stream(stream_url(server, alias, name, event_key="type")) as stream:
+        response = stream.response
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/event-stream"
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["x-accel-buffering"] == "no"
+        await opened(stream)
+        sent = [
+            {"type": "chat.message", "text": "hi", "n": 1},
+            {"text": "no type", "n": 2},
+            {"type": "multi\nline", "text": "é ✓ \u2028", "n": 3},
+        ]
+        ids = [await publish(http, alias, name, message) for message in sent]
+        received = [await stream.next_event(TIMEOUT) for _ in sent]
+    assert [m.json for m in received] == sent
+    assert [m.event for m in received] == ["chat.message", "message", "message"]
+    if alias == "pubsub":
+        assert ids == [None, None, None]
+        assert [m.id for m in received] == [None, None, None]
+    else:
+        assert None not in ids
+        assert [m.id for m in received] == ids
+
+
+@pytest.mark.parametrize("alias", WITH_HISTORY)
+async def test_reconnect_with_last_event_id_resumes_exactly_after_it(
+    server: Any, http: httpx.AsyncClient, alias: str
+) -> None:
+    name = channel()
+    url = stream_url(server, alias, name)
+    async with open_stream(url) as stream:
+        await opened(stream)
+        for n in (1, 2, 3):
+            await publish(http, alias, name, {"n": n})
+        assert [(await stream.next_event()).json["n"] for _ in range(3)] == [1, 2, 3]
+        last_id = stream.last_id
+    await wait_released(http, alias, name)
+    ids = [await publish(http, alias, name, {"n": n}) for n in (4, 5, 6)]
+
+    assert last_id is not None
+    async with open_stream(url, last_event_id=last_id) as stream:
+        replayed = [await stream.next_event() for _ in range(3)]
+        await publish(http, alias, name, {"n": 7})
+        live = await stream.next_event()
+    assert [m.json["n"] for m in replayed] == [4, 5, 6]
+    assert [m.id for m in replayed] == ids
+    assert all(m.event == "message" for m in replayed)  # no reset
+    assert live.json == {"n": 7}
+
+
+@pytest.mark.parametrize("alias", WITH_HISTORY)
+async def test_last_event_id_query_parameter(
+    server: Any, http: httpx.AsyncClient, alias: str
+) -> None:
+    name = channel()
+    first = await publish(http, alias, name, {"n": 1})
+    await publish(http, alias, name, {"n": 2})
+    async with open_stream(stream_url(server, alias, name), params={"lastEventId": first}) as s:
+        message = await s.next_event()
+    assert (message.event, message.json) == ("message", {"n": 2})
+
+
+@pytest.mark.parametrize("alias", WITH_HISTORY)
+async def test_reconnect_before_any_event_loses_nothing(
+    server: Any, http: httpx.AsyncClient, alias: str
+) -> None:
+    name = channel()
+    url = stream_url(server, alias, name)
+    async with open_stream(url) as stream:
+        await opened(stream)  # the channel has no event yet; the id still marks the start
+        start = stream.last_id
+    await wait_released(http, alias, name)
+    await publish(http, alias, name, {"n": 1})
+    assert start is not None
+    async with open_stream(url, last_event_id=start) as stream:
+        message = await stream.next_event()
+    assert (message.event, message.json) == ("message", {"n": 1})
+
+
+@pytest.mark.parametrize("alias", WITH_HISTORY)
+async def test_several_channels_resume_from_a_composite_id(
+    server: Any, http: httpx.AsyncClient, alias: str
+) -> None:
+    a, b, quiet = channel("a"), channel("b"), channel("quiet")
+    url = stream_url(server, alias, a, b, quiet)
+    async with open_stream(url) as stream:
+        await opened(stream)
+        a1 = await publish(http, alias, a, "a1")
+        message = await stream.next_event()
+        assert (message.json, message.id) == ("a1", stream.last_id)
+        last_id = stream.last_id
+    assert last_id is not None and a in last_id and b in last_id and a1 != last_id
+    await wait_released(http, alias, a)
+    # While away: b gets its first event ever; a another one.
+    await publish(http, alias, b, "b1")
+    await publish(http, alias, a, "a2")
+    async with open_stream(url, last_event_id=last_id) as stream:
+        got = [await stream.next_event() for _ in range(2)]
+        await publish(http, alias, quiet, "q1")
+        got.append(await stream.next_event())
+    assert sorted(m.json for m in got[:2]) == ["a2", "b1"]
+    assert got[2].json == "q1"
+    assert all(m.event == "message" for m in got)
+
+
+async def test_backend_without_history_sends_a_reset_event(
+    server: Any, http: httpx.AsyncClient
+) -> None:
+    name = channel()
+    url = stream_url(server, "pubsub", name)
+    async with open_stream(url) as stream:
+        first = await opened(stream)  # an id, so a reconnecting client says so
+    async with open_stream(url, last_event_id=first.id) as stream:
+        reset = await stream.next_event()
+        await publish(http, "pubsub", name, "live")
+        live = await stream.next_event()
+    assert reset.event == "reset"
+    assert reset.json == {"channels": [name], "reason": "no-history"}
+    assert live.json == "live"
+
+
+@pytest.mark.parametrize("alias", WITH_HISTORY)
+@pytest.mark.parametrize("bad_id", ["nonsense", "999999999999999-0", "a=b&c"])
+async def test_unusable_id_sends_a_reset_event(
+    server: Any, http: httpx.AsyncClient, alias: str, bad_id: str
+) -> None:
+    name = channel()
+    await publish(http, alias, name, "before")
+    async with open_stream(stream_url(server, alias, name), last_event_id=bad_id) as stream:
+        reset = await stream.next_event()
+        await publish(http, alias, name, "live")
+        live = await stream.next_event()
+    assert reset.event == "reset"
+    assert reset.json == {"channels": [name], "reason": "unknown-id"}
+    assert live.json == "live"  # and not "before": the stream restarted from now
+
+
+async def test_id_fallen_out_of_history_sends_a_reset_event(
+    server: Any, http: httpx.AsyncClient
+) -> None:
+    name = channel()
+    url = stream_url(server, "small", name)  # HISTORY_SIZE 3
+    old = await publish(http, "small", name, 1)
+    for n in range(2, 7):
+        await publish(http, "small", name, n)
+    async with open_stream(url, last_event_id=old) as stream:
+        reset = await stream.next_event()
+        await publish(http, "small", name, 7)
+        live = await stream.next_event()
+    assert (reset.event, reset.json["reason"]) == ("reset", "unknown-id")
+    assert live.json == 7
+
+    # Still retained: resumes without a reset.
+    kept = await publish(http, "small", name, 8)
+    await publish(http, "small", name, 9)
+    async with open_stream(url, last_event_id=kept) as stream:
+        message = await stream.next_event()
+    assert (message.event, message.json) == ("message", 9)
+
+
+# -- keep-alive, retry, authorization -----------------------------------------------------
+
+
+async def test_keepalive_comments_while_quiet(server: Any, http: httpx.AsyncClient) -> None:
+    name = channel()
+    async with open_stream(stream_url(server, "memory", name, keepalive=0.2, retry=2500)) as s:
+        first = await opened(s)
+        started = time.monotonic()
+        pings = [await s.next(TIMEOUT) for _ in range(3)]
+        elapsed = time.monotonic() - started
+        await publish(http, "memory", name, "after")
+        message = await s.next_event()
+    assert first.retry == 2500
+    assert all(p.comments == ["keep-alive"] and p.data is None for p in pings)
+    assert 0.4 < elapsed < 5
+    assert message.json == "after"
+
+
+async def test_refused_channel_answers_403(server: Any, http: httpx.AsyncClient) -> None:
+    allowed, secret = channel("ok"), channel("secret")
+    response = await http.get(f"/sse/memory/stream/{allowed},{secret}/?deny={secret}")
+    assert response.status_code == 403
+    response = await http.get(f"/sse/memory/public/private.{secret}/")
+    assert response.status_code == 403
+    assert secret not in (await state(http, "memory"))["subscribers"]
+
+    async with open_stream(f"{server.url}/sse/memory/public/public.{allowed}/") as stream:
+        assert stream.response.status_code == 200
+        await opened(stream)
+
+
+# -- releasing the subscription ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("alias", ALL)
+async def test_disconnect_releases_the_subscription(
+    server: Any, http: httpx.AsyncClient, redis_client: redis.asyncio.Redis, alias: str
+) -> None:
+    name = channel()
+    url = stream_url(server, alias, name)
+    async with open_stream(url) as one, open_stream(url) as two:
+        await opened(one)
+        await opened(two)
+        current = await state(http, alias)
+        assert current["subscribers"][name] == 2  # two clients ...
+        assert name in current["upstream"]  # ... one upstream subscription
+        if alias == "pubsub":
+            wire = f"{current['key_prefix']}:{name}"
+            assert await redis_client.pubsub_numsub(wire) == [(wire.encode(), 1)]
+        await publish(http, alias, name, "x")
+        assert (await one.next_event()).json == (await two.next_event()).json == "x"
+    await wait_released(http, alias, name)
+    if alias == "pubsub":
+        assert await redis_client.pubsub_numsub(wire) == [(wire.encode(), 0)]
+
+
+async def test_disconnect_while_events_flow(server: Any, http: httpx.AsyncClient) -> None:
+    name = channel()
+    async with open_stream(stream_url(server, "memory", name)) as stream:
+        await opened(stream)
+        for n in range(20):
+            await publish(http, "memory", name, n)
+        await stream.next_event()
+    for n in range(20, 40):
+        await publish(http, "memory", name, n)
+    await wait_released(http, "memory", name)
+
+
+# -- in-process: the iterator itself ------------------------------------------------------
+
+
+def _request(**headers: str) -> ASGIRequest:
+    request = AsyncRequestFactory().get("/live/", headers=headers)
+    assert isinstance(request, ASGIRequest)
+    return request
+
+
+@override_settings(BROADCAST_BACKENDS=BACKENDS)
+async def test_slow_reader_catches_up_from_history_without_a_gap() -> None:
+    """MAX_QUEUE 5: a burst of 30 while the client is not reading makes the subscriber
+    lag; the stream resubscribes from its last position and loses nothing."""
+    front = broadcasts["tiny_queue"]
+    name = channel()
+    response = EventStreamResponse(_request(), name, using="tiny_queue")
+    chunks = aiter(response)
+    first = (await anext(chunks)).decode()
+    assert first.startswith("id: ")
+    for n in range(30):
+        await front.apublish(name, n)
+    text = ""
+    while text.count("data:") < 30:
+        text += (await asyncio.wait_for(anext(chunks), TIMEOUT)).decode()
+    data = [int(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
+    assert data == list(range(30))
+    assert "event: reset" not in text
+    await chunks.aclose()  # type: ignore[attr-defined]
+    assert name not in front._hub()._subscribers
+    await front.aclose()
+
+
+@override_settings(BROADCAST_BACKENDS=BACKENDS)
+async def test_close_releases_a_stream_parked_at_a_yield() -> None:
+    """Django closes the response when the client left while the server was writing;
+    that alone ends the stream (the generators are not closed by the server)."""
+    front = broadcasts["memory"]
+    name = channel()
+    response = EventStreamResponse(_request(), name, using="memory")
+    chunks = aiter(response)
+    await anext(chunks)  # subscribed, parked at a yield
+    assert name in front._hub()._subscribers
+    await sync_to_async(response.close)()
+    for _ in range(100):
+        if name not in front._hub()._subscribers:
+            break
+        await asyncio.sleep(0.01)
+    assert name not in front._hub()._subscribers
+    await front.aclose()
+
+
+@override_settings(BROADCAST_BACKENDS=BACKENDS)
+def test_wsgi_request_warns() -> None:
+    with pytest.warns(RuntimeWarning, match="ASGI"):
+        EventStreamResponse(RequestFactory().get("/"), "news", using="memory")
+
+
+@override_settings(BROADCAST_BACKENDS=BACKENDS)
+def test_composite_ids_round_trip() -> None:
+    response = EventStreamResponse(_request(), "a", "b:c", using="memory")
+    encoded = response.encode_id({"a": "5-0", "b:c": ""})
+    assert encoded == "a=5-0&b:c="
+    assert response.decode_id(encoded) == {"a": "5-0", "b:c": ""}
+    assert response.decode_id("not composite") is None
+    single = EventStreamResponse(_request(), "a", using="memory")
+    assert single.encode_id({"a": "17"}) == "17"
+    assert single.decode_id("17") == {"a": "17"}
+    assert single.decode_id(single.encode_id({"a": ""})) == {"a": ""}
+    assert single.decode_id(single.encode_id({"a": "x=y"})) == {"a": "x=y"}
