@@ -108,8 +108,14 @@ class Reader:
                 return
 
 
-async def warm_up(adapter: Any, channel: str, warm: Countdown, readers: list[Reader]) -> None:
-    """Publish warm-up markers until every subscriber has seen one: subscriptions are live."""
+async def warm_up(
+    adapter: Any, channel: str, warm: Countdown, readers: list[Reader], publishers: int
+) -> None:
+    """Publish warm-up markers until every subscriber has seen one: subscriptions are live.
+
+    Each round publishes from as many tasks as the measurement will, so
+    connection pools are filled before the clock starts.
+    """
     marker = payload(WARM)
     deadline = time.perf_counter() + 15
     while not warm.done.is_set():
@@ -118,7 +124,7 @@ async def warm_up(adapter: Any, channel: str, warm: Countdown, readers: list[Rea
                 reader.task.result()  # a subscriber crashed: raise its error
         if time.perf_counter() > deadline:
             raise RuntimeError(f"{warm.left} subscriber(s) received nothing in 15 s")
-        await adapter.publish(channel, marker)
+        await asyncio.gather(*(adapter.publish(channel, marker) for _ in range(publishers)))
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(warm.done.wait(), 0.01)
 
@@ -143,7 +149,7 @@ async def throughput(
     readers = [Reader(adapter.receiver(handle), warm) for _, handle in handles]
     sent = 0
     try:
-        await warm_up(adapter, channel, warm, readers)
+        await warm_up(adapter, channel, warm, readers, publishers)
         start = time.perf_counter()
         deadline = start + budget.seconds
 

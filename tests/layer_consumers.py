@@ -55,5 +55,5 @@ class SyncRoomConsumer(JsonWebsocketConsumer):  # type: ignore[misc]
 
 def app_for(alias: str, consumer: type = RoomConsumer) -> Any:
     """An ASGI app of ``consumer`` that uses channel layer ``alias``."""
-    bound = type(f"{consumer.__name__}On{alias}", (consumer,), {"channel_layer_alias": alias})
+    bound: Any = type(f"{consumer.__name__}On{alias}", (consumer,), {"channel_layer_alias": alias})
     return bound.as_asgi()

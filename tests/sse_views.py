@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from django_broadcaster import broadcasts
 from django_broadcaster.http import EventStreamResponse
 
 
-async def stream(request: HttpRequest, alias: str, channels: str) -> HttpResponse:
+async def stream(request: HttpRequest, alias: str, channels: str) -> StreamingHttpResponse:
     """``/sse/<alias>/stream/<a,b,...>/?event_key=&keepalive=&retry=&deny=``"""
     params = request.GET
     denied = set(params.getlist("deny"))
@@ -37,7 +37,7 @@ class PublicOnly(EventStreamResponse):
         return channel.startswith("public.")
 
 
-async def public_stream(request: HttpRequest, alias: str, channels: str) -> HttpResponse:
+async def public_stream(request: HttpRequest, alias: str, channels: str) -> StreamingHttpResponse:
     return PublicOnly(request, *channels.split(","), using=alias)
 
 

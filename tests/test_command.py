@@ -22,9 +22,8 @@ from .backends import POSTGRES_URL, REDIS_URL
 from .command_helpers import Tail, command_env, run
 
 PREFIX = f"cmd{uuid.uuid4().hex[:8]}"
-POSTGRES_TEST_URL = "{}/{}".format(
-    POSTGRES_URL.rsplit("/", 1)[0], settings.DATABASES["default"]["TEST"]["NAME"]
-)
+TEST_DATABASE: str = settings.DATABASES["default"]["TEST"]["NAME"]  # type: ignore[index]
+POSTGRES_TEST_URL = f"{POSTGRES_URL.rsplit('/', 1)[0]}/{TEST_DATABASE}"
 BACKENDS: dict[str, dict[str, Any]] = {
     "default": {
         "BACKEND": "django_broadcaster.backends.redis.RedisStreamBackend",

@@ -397,8 +397,9 @@ async def test_two_processes_exchange_5000_events() -> None:
             assert line.strip() == b"ready"
 
             async def send() -> None:
-                for i in range(count):
-                    await bus.apublish("to_child", i)
+                for start in range(0, count, 10):
+                    burst = range(start, min(start + 10, count))
+                    await asyncio.gather(*(bus.apublish("to_child", i) for i in burst))
 
             sender = asyncio.ensure_future(send())
             received = [(await sub.get(60)).message for _ in range(count)]

@@ -26,9 +26,8 @@ from .sse_client import EventStream, Message, open_stream
 from .sse_servers import DaphneProcess, UvicornThread
 
 PREFIX = f"sse{uuid.uuid4().hex[:8]}"
-POSTGRES_TEST_URL = "{}/{}".format(
-    POSTGRES_URL.rsplit("/", 1)[0], settings.DATABASES["default"]["TEST"]["NAME"]
-)
+TEST_DATABASE: str = settings.DATABASES["default"]["TEST"]["NAME"]  # type: ignore[index]
+POSTGRES_TEST_URL = f"{POSTGRES_URL.rsplit('/', 1)[0]}/{TEST_DATABASE}"
 MEMORY = "django_broadcaster.backends.memory.MemoryBackend"
 BACKENDS: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": MEMORY, "LOCATION": f"{PREFIX}-default"},

@@ -7,19 +7,22 @@ resuming after a reconnect come from the stream.
 
 Each backend instance (one per event loop, see `django_broadcaster.hub`) holds:
 
-* a small connection pool for commands (``PUBLISH``/``XADD``, history), at most
-  ``max_connections`` (10 unless ``CONNECTION_KWARGS`` says otherwise);
-* one dedicated reading connection, opened when the first channel is subscribed:
-  the pub/sub connection carrying every subscribed channel, or the connection
-  the Streams reader keeps its blocking ``XREAD`` on.
+* one command connection for ``PUBLISH``/``XADD`` and other short commands
+  (the hub sends one publish or one pipelined batch at a time);
+* one reading connection, opened when the first channel is subscribed: the
+  pub/sub connection carrying every subscribed channel, or the connection the
+  Streams reader keeps its blocking ``XREAD`` on;
+* a redis-py pool for history reads, empty until one happens, at most
+  ``max_connections`` (10 unless ``CONNECTION_KWARGS`` says otherwise).
 
-Both readers talk to their connection directly (``send_command`` and
-``read_response``) instead of going through ``PubSub.get_message()`` or the
-client's ``xread()``: redis-py 8's pub/sub path wraps every message in its retry
-and telemetry machinery and, on its default RESP3, in push-notification
-handling, which measured at a fraction of the raw connection's speed. The
-readers always speak RESP2 (``protocol=2``), so replies have one shape on every
-supported redis-py version.
+The command and reading connections are used directly (``send_command`` and
+``read_response``) instead of through ``PubSub.get_message()`` or the client's
+``execute_command()``: redis-py 8 wraps every message and command in its retry
+and telemetry machinery and, on its default RESP3, pub/sub messages in its
+push-notification handling, which measured at twice the cost per message of
+redis-py 5 and of the direct path (see docs/backends/redis.rst). These
+connections always speak RESP2 (``protocol=2``), so replies have one shape on
+every supported redis-py version.
 """
 
 from __future__ import annotations
@@ -61,14 +64,14 @@ logger = logging.getLogger("django_broadcaster")
 SCHEMES = ("redis", "rediss", "unix")
 #: CONNECTION_KWARGS keys this module fixes: it parses RESP2 replies as bytes.
 RESERVED_KWARGS = ("decode_responses", "protocol", "connection_pool", "connection_class")
-#: Defaults for CONNECTION_KWARGS (the command pool; the readers block without a timeout).
+#: Defaults for CONNECTION_KWARGS (readers wait for events without a timeout).
 DEFAULT_KWARGS: Mapping[str, Any] = {
     "max_connections": 10,
     "timeout": 5,  # seconds to wait for a free pooled connection
     "socket_timeout": 5,
     "socket_connect_timeout": 5,
 }
-#: TCP keepalive for the reading connections: a peer that vanished without
+#: TCP keepalive for the backend's own connections: a peer that vanished without
 #: closing the socket is noticed in about 30 s instead of hours.
 KEEPALIVE = {
     name: value
@@ -93,7 +96,7 @@ def _text(value: bytes | str) -> str:
 
 
 class _RedisBackend(BaseBackend):
-    """What both Redis backends share: LOCATION, CONNECTION_KWARGS, the command pool."""
+    """What both Redis backends share: LOCATION, CONNECTION_KWARGS, the command connection."""
 
     default_options: ClassVar[Mapping[str, Any]] = {"CONNECTION_KWARGS": {}}
     connection_errors: ClassVar[tuple[type[BaseException], ...]] = (
