@@ -11,10 +11,49 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg import sql
+
 REPO = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def private_database(admin_url: str) -> Iterator[str]:
+    """A PostgreSQL database of our own, migrated (so PostgresBackend's history table
+    exists), dropped afterwards; yields its URL.
+
+    Subprocesses then never hold connections to pytest-django's test database
+    (which would stop it being dropped), nor lose theirs when another test run
+    recreates it.
+    """
+    name = f"broadcaster_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        env = command_env({})
+        del env["BROADCASTER_TEST_BACKENDS"]  # the default memory backend
+        env["BROADCASTER_TEST_DATABASE"] = name
+        subprocess.run(
+            [sys.executable, "-m", "django", "migrate", "django_broadcaster", "-v", "0"],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
+        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 def command_env(backends: dict[str, Any]) -> dict[str, str]:

@@ -1,12 +1,17 @@
 """Settings for subprocesses started by the tests (``manage.py broadcast``, Daphne).
 
-``BROADCASTER_TEST_BACKENDS`` holds the ``BROADCAST_BACKENDS`` dict as JSON.
+``BROADCASTER_TEST_BACKENDS`` holds the ``BROADCAST_BACKENDS`` dict as JSON;
+``BROADCASTER_TEST_DATABASE`` names the PostgreSQL database to use instead of
+the one in tests/settings.py.
 """
 
 import json
 import os
 
 from .settings import *  # noqa: F403
+from .settings import DATABASES
 
 if "BROADCASTER_TEST_BACKENDS" in os.environ:
     BROADCAST_BACKENDS = json.loads(os.environ["BROADCASTER_TEST_BACKENDS"])
+if "BROADCASTER_TEST_DATABASE" in os.environ:
+    DATABASES["default"]["NAME"] = os.environ["BROADCASTER_TEST_DATABASE"]

@@ -12,18 +12,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from django_broadcaster.management.commands.broadcast import parse_message, parse_since
 
 from .backends import POSTGRES_URL, REDIS_URL
-from .command_helpers import Tail, command_env, run
+from .command_helpers import Tail, command_env, private_database, run
 
 PREFIX = f"cmd{uuid.uuid4().hex[:8]}"
-TEST_DATABASE: str = settings.DATABASES["default"]["TEST"]["NAME"]  # type: ignore[index]
-POSTGRES_TEST_URL = f"{POSTGRES_URL.rsplit('/', 1)[0]}/{TEST_DATABASE}"
 BACKENDS: dict[str, dict[str, Any]] = {
     "default": {
         "BACKEND": "django_broadcaster.backends.redis.RedisStreamBackend",
@@ -35,12 +32,8 @@ BACKENDS: dict[str, dict[str, Any]] = {
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": PREFIX,
     },
-    "postgres": {
-        "BACKEND": "django_broadcaster.backends.postgres.PostgresBackend",
-        "LOCATION": POSTGRES_TEST_URL,
-        "KEY_PREFIX": PREFIX,
-    },
 }
+POSTGRES = {"BACKEND": "django_broadcaster.backends.postgres.PostgresBackend", "KEY_PREFIX": PREFIX}
 DOWN = {
     "BACKEND": "django_broadcaster.backends.redis.RedisBackend",
     "LOCATION": "redis://:hunter2@127.0.0.1:1/0",  # nothing listens on port 1
@@ -50,13 +43,20 @@ LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) (\S+) (\S+) (.*)$")
 
 
 @pytest.fixture(scope="module")
-def env(postgres_table: None) -> dict[str, str]:
-    return command_env(BACKENDS)
+def postgres_url() -> Iterator[str]:
+    with private_database(POSTGRES_URL) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
-def env_with_down(postgres_table: None) -> dict[str, str]:
-    return command_env({**BACKENDS, "down": DOWN})
+def env(postgres_url: str) -> dict[str, str]:
+    return command_env({**BACKENDS, "postgres": {**POSTGRES, "LOCATION": postgres_url}})
+
+
+@pytest.fixture(scope="module")
+def env_with_down(env: dict[str, str]) -> dict[str, str]:
+    backends = json.loads(env["BROADCASTER_TEST_BACKENDS"])
+    return command_env({**backends, "down": DOWN})
 
 
 @pytest.fixture

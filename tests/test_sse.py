@@ -13,7 +13,6 @@ import httpx
 import pytest
 import redis.asyncio
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.test import AsyncRequestFactory, RequestFactory
 from django.test.utils import override_settings
@@ -22,12 +21,11 @@ from django_broadcaster import broadcasts
 from django_broadcaster.http import EventStreamResponse
 
 from .backends import POSTGRES_URL, REDIS_URL
+from .command_helpers import private_database
 from .sse_client import EventStream, Message, open_stream
 from .sse_servers import DaphneProcess, UvicornThread
 
 PREFIX = f"sse{uuid.uuid4().hex[:8]}"
-TEST_DATABASE: str = settings.DATABASES["default"]["TEST"]["NAME"]  # type: ignore[index]
-POSTGRES_TEST_URL = f"{POSTGRES_URL.rsplit('/', 1)[0]}/{TEST_DATABASE}"
 MEMORY = "django_broadcaster.backends.memory.MemoryBackend"
 BACKENDS: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": MEMORY, "LOCATION": f"{PREFIX}-default"},
@@ -44,28 +42,30 @@ BACKENDS: dict[str, dict[str, Any]] = {
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": PREFIX,
     },
-    "postgres": {
-        "BACKEND": "django_broadcaster.backends.postgres.PostgresBackend",
-        # The test database (migrated by pytest-django), reachable from Daphne too.
-        "LOCATION": POSTGRES_TEST_URL,
-        "KEY_PREFIX": PREFIX,
-    },
 }
+POSTGRES = {"BACKEND": "django_broadcaster.backends.postgres.PostgresBackend", "KEY_PREFIX": PREFIX}
 WITH_HISTORY = ["memory", "streams", "postgres"]
 ALL = [*WITH_HISTORY, "pubsub"]
 TIMEOUT = 10.0
 
 
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    with private_database(POSTGRES_URL) as url:
+        yield url
+
+
 @pytest.fixture(scope="module", params=["uvicorn", "daphne"])
 def server(
-    request: pytest.FixtureRequest, postgres_table: None
+    request: pytest.FixtureRequest, postgres_url: str
 ) -> Iterator[UvicornThread | DaphneProcess]:
     instance: UvicornThread | DaphneProcess
-    override = override_settings(BROADCAST_BACKENDS=BACKENDS)
+    backends = {**BACKENDS, "postgres": {**POSTGRES, "LOCATION": postgres_url}}
+    override = override_settings(BROADCAST_BACKENDS=backends)
     override.enable()
     try:
         instance = UvicornThread() if request.param == "uvicorn" else DaphneProcess()
-        instance.start(BACKENDS)
+        instance.start(backends)
         try:
             yield instance
         finally:
