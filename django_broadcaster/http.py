@@ -214,6 +214,15 @@ class EventStreamResponse(StreamingHttpResponse):
 
     async def _stream(self) -> AsyncGenerator[bytes, None]:
         self._loop = asyncio.get_running_loop()
+        try:
+            async with aclosing(self._subscribed()) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        except BackendUnavailable as exc:
+            # The status line is sent already: end the stream, the client reconnects.
+            logger.warning("EventStreamResponse of %s ended: %s", ", ".join(self.channels), exc)
+
+    async def _subscribed(self) -> AsyncGenerator[bytes, None]:
         front = self.broadcast
         requested: dict[str, str] | None = None
         if self.last_event_id is not None:

@@ -42,6 +42,11 @@ BACKENDS: dict[str, dict[str, Any]] = {
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": PREFIX,
     },
+    "down": {  # nothing listens on port 1
+        "BACKEND": "django_broadcaster.backends.redis.RedisBackend",
+        "LOCATION": "redis://:hunter2@127.0.0.1:1/0",
+        "OPTIONS": {"TIMEOUT": 0.3},
+    },
 }
 POSTGRES = {"BACKEND": "django_broadcaster.backends.postgres.PostgresBackend", "KEY_PREFIX": PREFIX}
 WITH_HISTORY = ["memory", "streams", "postgres"]
@@ -362,6 +367,22 @@ async def test_disconnect_while_events_flow(server: Any, http: httpx.AsyncClient
     for n in range(20, 40):
         await publish(http, "memory", name, n)
     await wait_released(http, "memory", name)
+
+
+async def test_unreachable_backend_ends_the_stream(server: Any) -> None:
+    """The status line is sent before subscribing: the stream ends (the client will
+    reconnect), with a warning in the log and no traceback."""
+    name = channel()
+    started = time.monotonic()
+    async with open_stream(stream_url(server, "down", name)) as stream:
+        assert stream.response.status_code == 200
+        with pytest.raises(EOFError):
+            await stream.next(TIMEOUT)
+    assert time.monotonic() - started < 5
+    log = server.log()
+    assert "BackendUnavailable" not in log and "hunter2" not in log
+    if server.name == "daphne":
+        assert f"EventStreamResponse of {name} ended: could not connect" in log
 
 
 # -- in-process: the iterator itself ------------------------------------------------------

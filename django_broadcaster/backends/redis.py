@@ -336,6 +336,7 @@ class RedisBackend(_RedisBackend):
         self._names: dict[bytes, str] = {}  # subscribed wire names -> channel names
         self._inbox: deque[RawEvent] = deque()
         self._idle: asyncio.Future[None] | None = None
+        self._link_lock = asyncio.Lock()
 
     async def connect(self) -> None:
         await self._drop_link()
@@ -357,18 +358,22 @@ class RedisBackend(_RedisBackend):
             await _drop(link.connection)
 
     async def _ensure_link(self) -> _PubSubLink:
-        if self._link is not None:
-            return self._link
-        connection = self._dedicated_connection()
-        await connection.connect()  # type: ignore[no-untyped-call]
-        if not self._open:  # closed meanwhile
-            await _drop(connection)
-            raise _Closed(f"{self.alias!r} was closed")
-        self._link = link = _PubSubLink(connection)
-        idle, self._idle = self._idle, None
-        if idle is not None and not idle.done():
-            idle.set_result(None)
-        return link
+        async with self._link_lock:
+            if self._link is not None:
+                return self._link
+            connection = self._dedicated_connection()
+            try:
+                await connection.connect()  # type: ignore[no-untyped-call]
+                if not self._open:
+                    raise _Closed(f"{self.alias!r} was closed")
+            except BaseException:
+                await _drop(connection)
+                raise
+            self._link = link = _PubSubLink(connection)
+            idle, self._idle = self._idle, None
+            if idle is not None and not idle.done():
+                idle.set_result(None)
+            return link
 
     async def publish(self, channel: str, payload: bytes) -> str | None:
         _raise_errors(await self._execute(("PUBLISH", self.wire_name(channel), payload)))

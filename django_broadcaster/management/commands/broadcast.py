@@ -273,10 +273,12 @@ class Command(BaseCommand):
         if out is not None and out is sys.stdout:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, out.fileno())
+            os.close(devnull)
 
     def _notice(self, message: str) -> None:
         if self.verbosity >= 1:
-            self.stderr.write(message, style_func=self.style.NOTICE)
+            # Plain: the stderr wrapper would color everything as an error.
+            self.stderr.write(message, style_func=_plain)
             self.stderr.flush()
 
     def _emit(self, line: str) -> None:
@@ -475,6 +477,10 @@ async def _round_trip(front: Broadcast) -> float:
 def _since_mapping(exc: SubscriberLagged, channels: list[str]) -> dict[str, str] | None:
     since = {c: exc.last_ids[c] for c in channels if exc.last_ids.get(c) is not None}
     return {c: i for c, i in since.items() if i is not None} or None
+
+
+def _plain(text: str) -> str:
+    return text
 
 
 def _describe(front: Broadcast) -> str:
