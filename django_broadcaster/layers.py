@@ -525,7 +525,12 @@ class _LoopLayer:
             "channels": len(inboxes),
             "groups": len(groups),
             "memberships": sum(len(members) for members in groups),
-            "subscriptions": len(self.sinks),
+            # Only subscriptions the backend has confirmed.
+            "subscriptions": sum(
+                1
+                for sink in list(self.sinks.values())
+                if sink.ready is not None and sink.ready.done() and not sink.ready.cancelled()
+            ),
             "queued": sum(len(inbox.messages) for inbox in inboxes),
             "dropped_full": self.dropped_full,
             "expired": self.expired,

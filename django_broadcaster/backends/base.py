@@ -36,7 +36,7 @@ class BackendConfig:
 
     alias: str
     backend_class: type[BaseBackend]
-    location: str = ""
+    location: str = field(default="", repr=False)  # may hold a password
     options: Mapping[str, Any] = field(default_factory=dict)
     key_prefix: str = ""
 
