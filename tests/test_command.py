@@ -160,7 +160,7 @@ def test_tail_since_replays_after_the_id_then_goes_live(
     assert (live["channel"], live["message"]) == (name, 3)
 
 
-@pytest.mark.parametrize("alias", ["default", "pubsub"])
+@pytest.mark.parametrize("alias", ["default", "pubsub", "postgres"])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_exits_zero_without_traceback(
     env: dict[str, str], tails: list[Tail], alias: str, signum: signal.Signals
