@@ -27,6 +27,26 @@ class Subscription:
     unsubscribes. Iteration stops when the broadcast is closed.
     """
 
+    # Slots, and no second deque until a replay needs one: an idle subscriber
+    # costs about 1 KB (see docs/performance).
+    __slots__ = (
+        "_backlog",
+        "_ended",
+        "_front",
+        "_held",
+        "_history",
+        "_hub",
+        "_id_order",
+        "_lagged",
+        "_max_queue",
+        "_queue",
+        "_replayed",
+        "_since",
+        "_waiter",
+        "channels",
+        "last_ids",
+    )
+
     def __init__(
         self, front: Broadcast, channels: tuple[str, ...], since: Since, history: int
     ) -> None:
@@ -40,12 +60,14 @@ class Subscription:
         self._history = history
         self._max_queue = front.max_queue
         self._queue: deque[Event] = deque()
-        self._backlog: deque[Event] = deque()
-        self._held: dict[str, list[Event]] = {}
+        # Replayed events (history, and live events held back while it was read)
+        # come first and do not count against MAX_QUEUE.
+        self._backlog: deque[Event] | None = None
+        self._held: dict[str, list[Event]] | None = None
         # Per replayed channel, the order key of the last replayed event: live
         # events up to it may still arrive after the history read (delivery
         # takes time on a real backend) and are dropped as duplicates.
-        self._replayed: dict[str, tuple[int, ...]] = {}
+        self._replayed: dict[str, tuple[int, ...]] | None = None
         self._id_order: Callable[[str], tuple[int, ...]] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._lagged = False
@@ -66,7 +88,9 @@ class Subscription:
             )
         # Live events of replayed channels wait in _held until their history is
         # queued, so the seam has neither a gap nor a duplicate.
-        self._held = {channel: [] for channel in replay}
+        if replay:
+            self._held = {channel: [] for channel in replay}
+            self._backlog = deque()
         self._hub = hub
         await hub.attach(self, self.channels)
         try:
@@ -82,13 +106,14 @@ class Subscription:
         limit = None if channel in self._since else self._history
         past = await hub.history(channel, since, limit)
         last = past[-1].id if past else since
+        assert self._held is not None and self._backlog is not None
         held = self._held.pop(channel)
         if last is not None:
             after = hub.backend.id_order(last)
             held = [e for e in held if e.id is not None and hub.backend.id_order(e.id) > after]
             if not held:
                 self._id_order = hub.backend.id_order
-                self._replayed[channel] = after
+                self._replayed = {**(self._replayed or {}), channel: after}
         self._backlog.extend(past)
         self._backlog.extend(held)
         self._wake()
@@ -135,7 +160,7 @@ class Subscription:
     @property
     def pending(self) -> int:
         """How many received events wait to be read."""
-        return len(self._queue) + len(self._backlog)
+        return len(self._queue) + len(self._backlog or ())
 
     # -- called by the hub -----------------------------------------------------
 
