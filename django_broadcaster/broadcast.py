@@ -186,12 +186,19 @@ class Broadcast:
             current = None
         for hub in hubs:
             if hub.loop is current:
-                hub.loop.create_task(hub.close())
+                # Cannot wait here: the close finishes once this caller yields.
+                task = hub.loop.create_task(hub.close())
+                _closing.add(task)
+                task.add_done_callback(_closing.discard)
             elif hub.loop.is_running():
                 with suppress(Exception):
                     asyncio.run_coroutine_threadsafe(hub.close(), hub.loop).result(self.timeout)
             else:
                 self._forget(hub)
+
+
+#: Closes started from sync code on a running loop; kept so they are not collected.
+_closing: set[asyncio.Task[None]] = set()
 
 
 async def _close_from(hub: Hub, current: asyncio.AbstractEventLoop) -> None:
