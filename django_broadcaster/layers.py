@@ -103,7 +103,9 @@ class _Inbox:
         self.name = name
         self.capacity = capacity
         self.messages: deque[tuple[float, Message]] = deque()
-        self.waiters: deque[asyncio.Future[None]] = deque()
+        # A list, not a deque: rarely more than one waiter, and an empty deque
+        # costs 600 bytes per channel.
+        self.waiters: list[asyncio.Future[None]] = []
         self.groups: set[str] = set()
         #: A process-specific channel of this loop (made by its new_channel()).
         self.own = own
@@ -142,7 +144,7 @@ class _Inbox:
     def wake(self) -> None:
         waiters = self.waiters
         while waiters:
-            waiter = waiters.popleft()
+            waiter = waiters.pop(0)
             if not waiter.done():
                 waiter.set_result(None)
                 return
