@@ -679,3 +679,20 @@ async def test_unix_socket_location(redis_server: Callable[..., RedisServer], na
             await closing(bus)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.parametrize("name", ["redis", "redis-stream"])
+async def test_failed_subscribe_raises_cleanly_and_leaves_nothing(name: str) -> None:
+    """encode/broadcaster #142: a failed subscribe surfaced as a KeyError on exit."""
+    bus = make_bus(name, LOCATION="redis://:hunter2@127.0.0.1:1/0", OPTIONS={"TIMEOUT": 0.3})
+    try:
+        entered = False
+        with pytest.raises(BackendUnavailable, match=r"within 0\.3s") as info:
+            async with bus.subscribe("unreachable"):
+                entered = True
+        assert not entered
+        assert "hunter2" not in str(info.value)
+        hub = bus._hub()
+        assert hub._subscribers == {} and hub._upstream == set()
+    finally:
+        await bus.aclose()
