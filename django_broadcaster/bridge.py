@@ -15,6 +15,8 @@ from collections.abc import Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from asgiref.sync import AsyncToSync
+
 T = TypeVar("T")
 
 _lock = threading.Lock()
@@ -42,13 +44,24 @@ def _forget_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
-def is_bridge_loop(loop: asyncio.AbstractEventLoop) -> bool:
-    return loop is _loop
+def on_throwaway_loop() -> bool:
+    """Whether the running loop is one of asgiref's per-call loops.
+
+    ``async_to_sync()`` called outside a server loop runs each call on a new
+    loop that it closes right after; connections made there would die with it,
+    so such calls belong on the bridge loop (see `await_on_bridge`).
+    """
+    return asyncio.get_running_loop() in AsyncToSync.loop_thread_executors
 
 
 def submit(coro: Coroutine[Any, Any, T]) -> Future[T]:
     """Schedule ``coro`` on the bridge loop."""
     return asyncio.run_coroutine_threadsafe(coro, _bridge_loop())
+
+
+async def await_on_bridge(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on the bridge loop and await its result from another loop."""
+    return await asyncio.wrap_future(submit(coro))
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
-from asgiref.sync import AsyncToSync, sync_to_async
+from asgiref.sync import sync_to_async
 from django.db import transaction
 
 from . import bridge
@@ -70,13 +70,6 @@ class Broadcast:
             if self._hubs.get(hub.loop) is hub:
                 del self._hubs[hub.loop]
 
-    @staticmethod
-    def _on_throwaway_loop() -> bool:
-        # async_to_sync() called outside a server loop runs each call on a new
-        # loop that it closes right after; connections made there would die
-        # with it, so such calls run on the bridge loop instead.
-        return asyncio.get_running_loop() in AsyncToSync.loop_thread_executors
-
     # -- publishing ----------------------------------------------------------
 
     def _encode(self, channel: str, message: Any) -> bytes:
@@ -102,8 +95,8 @@ class Broadcast:
         if on_commit:
             await sync_to_async(self._send_on_commit)(channel, message, payload)
             return None
-        if self._on_throwaway_loop():
-            return await asyncio.wrap_future(bridge.submit(self._send(channel, message, payload)))
+        if bridge.on_throwaway_loop():
+            return await bridge.await_on_bridge(self._send(channel, message, payload))
         return await self._send(channel, message, payload)
 
     def publish(self, channel: str, message: Any, *, on_commit: bool = False) -> str | None:
@@ -144,10 +137,8 @@ class Broadcast:
         validate_channel_name(channel)
         if limit is not None and (not isinstance(limit, int) or limit < 0):
             raise ValueError(f"limit must be a whole number >= 0 or None, not {limit!r}")
-        if self._on_throwaway_loop():
-            return await asyncio.wrap_future(
-                bridge.submit(self.ahistory(channel, since=since, limit=limit))
-            )
+        if bridge.on_throwaway_loop():
+            return await bridge.await_on_bridge(self.ahistory(channel, since=since, limit=limit))
         return await self._hub().history(channel, since, limit)
 
     def history(

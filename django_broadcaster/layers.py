@@ -71,17 +71,9 @@ def _client_of(channel: str) -> str:
     return channel.partition("!")[0].rpartition(".")[2]
 
 
-def _throwaway_loop() -> bool:
-    return Broadcast._on_throwaway_loop()
-
-
 async def _on_loop(coro: Coroutine[Any, Any, T], loop: asyncio.AbstractEventLoop) -> T:
     """Run ``coro`` on ``loop`` (another thread's) and wait for it here."""
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
-
-
-async def _on_bridge(coro: Coroutine[Any, Any, T]) -> T:
-    return await asyncio.wrap_future(bridge.submit(coro))
 
 
 class _Inbox:
@@ -630,8 +622,8 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
 
     async def new_channel(self, prefix: str = "specific.") -> str:
         """A new process-specific channel name: ``<prefix>.<client>!<random>``."""
-        if _throwaway_loop():
-            return await _on_bridge(self.new_channel(prefix))
+        if bridge.on_throwaway_loop():
+            return await bridge.await_on_bridge(self.new_channel(prefix))
         state = self._state()
         separator = "" if prefix.endswith(".") else "."
         name = f"{prefix}{separator}{state.client}!{secrets.token_hex(8)}"
@@ -645,8 +637,8 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         """Send ``message`` to ``channel``; `ChannelFull` if its queue here is full."""
         self._check_message(message)
         self.require_valid_channel_name(channel)
-        if _throwaway_loop():
-            return await _on_bridge(self.send(channel, message))
+        if bridge.on_throwaway_loop():
+            return await bridge.await_on_bridge(self.send(channel, message))
         state = self._state()
         if "!" in channel:
             client = _client_of(channel)
@@ -670,8 +662,8 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
     async def receive(self, channel: str) -> Message:
         """The next message on ``channel``, waiting for one."""
         self.require_valid_channel_name(channel)
-        if _throwaway_loop():
-            return await _on_bridge(self.receive(channel))
+        if bridge.on_throwaway_loop():
+            return await bridge.await_on_bridge(self.receive(channel))
         state = self._state()
         if "!" in channel:
             if _client_of(channel) != state.client:
@@ -702,8 +694,8 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         await self._group_op("group_discard", group, channel)
 
     async def _group_op(self, op: str, group: str, channel: str) -> None:
-        if _throwaway_loop():
-            return await _on_bridge(self._group_op(op, group, channel))
+        if bridge.on_throwaway_loop():
+            return await bridge.await_on_bridge(self._group_op(op, group, channel))
         state = self._state()
         own = "!" in channel
         if own and _client_of(channel) != state.client:
@@ -728,8 +720,8 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         ``broadcast.subscribe(group)``."""
         self._check_message(message)
         self.require_valid_group_name(group)
-        if _throwaway_loop():
-            return await _on_bridge(self.group_send(group, message))
+        if bridge.on_throwaway_loop():
+            return await bridge.await_on_bridge(self.group_send(group, message))
         await self._front().apublish(group, message)
         return None
 
