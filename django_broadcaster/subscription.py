@@ -58,6 +58,11 @@ class Subscription:
         if not isinstance(history, int) or isinstance(history, bool) or history < 0:
             raise ValueError(f"history must be a whole number >= 0, not {history!r}")
         self._history = history
+        if (self._since or history) and not front.supports_history:
+            raise HistoryNotSupported(
+                f"broadcast backend {front.alias!r} ({front.config.backend_class.__name__}) "
+                "keeps no history, so since= and history= cannot be used with it"
+            )
         self._max_queue = front.max_queue
         self._queue: deque[Event] = deque()
         # Replayed events (history, and live events held back while it was read)
@@ -81,11 +86,6 @@ class Subscription:
     async def __aenter__(self) -> Subscription:
         hub = self._front._hub()
         replay = [c for c in self.channels if c in self._since or self._history]
-        if replay and not hub.backend.supports_history:
-            raise HistoryNotSupported(
-                f"broadcast backend {self._front.alias!r} ({type(hub.backend).__name__}) keeps "
-                "no history, so since= and history= cannot be used with it"
-            )
         # Live events of replayed channels wait in _held until their history is
         # queued, so the seam has neither a gap nor a duplicate.
         if replay:
