@@ -241,11 +241,15 @@ class Command(BaseCommand):
         """
 
         async def main() -> T:
-            # SIGTERM (docker stop, supervisors) ends the work as cleanly as Ctrl-C.
+            # Ctrl-C and SIGTERM (docker stop, supervisors) cancel the work, which
+            # then closes cleanly; Python 3.10's asyncio.run() would instead
+            # raise KeyboardInterrupt wherever the loop happens to be.
             task = asyncio.current_task()
-            if task is not None and hasattr(signal, "SIGTERM"):
-                with suppress(NotImplementedError, RuntimeError, ValueError):
-                    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+            for name in ("SIGINT", "SIGTERM"):
+                if task is not None and hasattr(signal, name):
+                    with suppress(NotImplementedError, RuntimeError, ValueError):
+                        loop = asyncio.get_running_loop()
+                        loop.add_signal_handler(getattr(signal, name), task.cancel)
             try:
                 return await work()
             finally:
