@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from .backends.base import BackendConfig, BaseBackend
+from .backends.base import BackendConfig, BaseBackend, is_seconds, is_whole_number
 from .broadcast import Broadcast
 from .exceptions import ConfigError
 from .serializers import get_serializer
@@ -110,12 +110,12 @@ def create_broadcast(alias: str, entry: object) -> Broadcast:
         )
     common = {**COMMON_OPTIONS, **{k: v for k, v in options.items() if k in COMMON_OPTIONS}}
     max_queue, timeout = common["MAX_QUEUE"], common["TIMEOUT"]
-    if not isinstance(max_queue, int) or isinstance(max_queue, bool) or max_queue < 1:
+    if not is_whole_number(max_queue, 1):
         raise _error(
             f"{where}['OPTIONS']['MAX_QUEUE'] must be a whole number >= 1, not {max_queue!r}",
             "E006",
         )
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+    if not is_seconds(timeout):
         raise _error(
             f"{where}['OPTIONS']['TIMEOUT'] must be a number of seconds > 0, not {timeout!r}",
             "E006",

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 from django.utils.module_loading import import_string
 
+from .backends.base import is_seconds, is_whole_number
 from .broadcast import Broadcast
 from .exceptions import ConfigError
 
@@ -46,14 +47,6 @@ class Problem(NamedTuple):
     error: bool
     message: str
     hint: str | None = None
-
-
-def _whole(value: object, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
-def _seconds(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
 def config_problems(config: object, *, check_alias: bool = True) -> list[Problem]:
@@ -89,10 +82,10 @@ def config_problems(config: object, *, check_alias: bool = True) -> list[Problem
     elif not isinstance(using, Broadcast):  # an instance is fine when built in code
         problems.append(Problem(True, f"'using' must be an alias string, not {using!r}"))
     capacity = config.get("capacity", 100)
-    if not _whole(capacity, 1):
+    if not is_whole_number(capacity, 1):
         problems.append(Problem(True, f"'capacity' must be a whole number >= 1, not {capacity!r}"))
     for key in ("expiry", "group_expiry"):
-        if key in config and not _seconds(config[key]):
+        if key in config and not is_seconds(config[key]):
             problems.append(
                 Problem(True, f"{key!r} must be a number of seconds > 0, not {config[key]!r}")
             )
@@ -114,7 +107,7 @@ def config_problems(config: object, *, check_alias: bool = True) -> list[Problem
                         "compiled regex",
                     )
                 )
-            if not _whole(value, 1):
+            if not is_whole_number(value, 1):
                 problems.append(
                     Problem(
                         True,

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from .backends.base import is_whole_number
 from .events import Event, validate_channel_name
 from .exceptions import HistoryNotSupported, SubscriberLagged
 
@@ -55,7 +56,7 @@ class Subscription:
         self.channels = tuple(dict.fromkeys(validate_channel_name(c) for c in channels))
         self._front = front
         self._since = _since_by_channel(self.channels, since)
-        if not isinstance(history, int) or isinstance(history, bool) or history < 0:
+        if not is_whole_number(history, 0):
             raise ValueError(f"history must be a whole number >= 0, not {history!r}")
         self._history = history
         if (self._since or history) and not front.supports_history:

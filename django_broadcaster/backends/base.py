@@ -149,6 +149,16 @@ class BaseBackend:
             ) from None
 
 
+def is_whole_number(value: object, minimum: int) -> bool:
+    """Whether ``value`` is an ``int`` (not a ``bool``) of at least ``minimum``."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def is_seconds(value: object) -> bool:
+    """Whether ``value`` is a number (not a ``bool``) greater than zero."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
 def mask_password(location: str) -> str:
     """``location`` with any password replaced by ``***``, safe for logs and output."""
     try:

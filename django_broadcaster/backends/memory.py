@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
 from ..exceptions import ConfigError
-from .base import BackendConfig, BaseBackend, RawEvent
+from .base import BackendConfig, BaseBackend, RawEvent, is_whole_number
 
 
 class _Store:
@@ -53,7 +53,7 @@ class MemoryBackend(BaseBackend):
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> None:
         size = options.get("HISTORY_SIZE", 1)
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        if not is_whole_number(size, 0):
             raise ConfigError(
                 f"OPTIONS['HISTORY_SIZE'] must be a whole number >= 0, not {size!r}",
                 check_id="django_broadcaster.E006",

@@ -46,7 +46,16 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
 from ..exceptions import ConfigError
-from .base import BackendConfig, BaseBackend, RawEvent, location_error, mask_password, redact
+from .base import (
+    BackendConfig,
+    BaseBackend,
+    RawEvent,
+    is_seconds,
+    is_whole_number,
+    location_error,
+    mask_password,
+    redact,
+)
 
 logger = logging.getLogger("django_broadcaster")
 
@@ -237,14 +246,12 @@ class PostgresBackend(BaseBackend):
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> None:
         size, age = options.get("HISTORY_SIZE"), options.get("HISTORY_MAX_AGE")
-        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+        if size is not None and not is_whole_number(size, 1):
             raise ConfigError(
                 f"OPTIONS['HISTORY_SIZE'] must be a whole number >= 1 or None, not {size!r}",
                 check_id="django_broadcaster.E006",
             )
-        if age is not None and (
-            not isinstance(age, (int, float)) or isinstance(age, bool) or not age > 0
-        ):
+        if age is not None and not is_seconds(age):
             raise ConfigError(
                 f"OPTIONS['HISTORY_MAX_AGE'] must be a number of seconds > 0 or None, not {age!r}",
                 check_id="django_broadcaster.E006",

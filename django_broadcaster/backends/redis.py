@@ -57,7 +57,15 @@ else:  # redis-py depends on async-timeout before Python 3.11.3
     from async_timeout import timeout as _timeout  # type: ignore[import-not-found,no-redef]
 
 from ..exceptions import ConfigError
-from .base import BackendConfig, BaseBackend, RawEvent, location_error, mask_password, redact
+from .base import (
+    BackendConfig,
+    BaseBackend,
+    RawEvent,
+    is_whole_number,
+    location_error,
+    mask_password,
+    redact,
+)
 
 logger = logging.getLogger("django_broadcaster")
 
@@ -553,7 +561,7 @@ class RedisStreamBackend(_RedisBackend):
     def check_options(cls, options: Mapping[str, Any]) -> None:
         super().check_options(options)
         maxlen = options.get("MAXLEN", 1)
-        if not isinstance(maxlen, int) or isinstance(maxlen, bool) or maxlen < 1:
+        if not is_whole_number(maxlen, 1):
             raise ConfigError(
                 f"OPTIONS['MAXLEN'] must be a whole number >= 1 (events kept per stream), "
                 f"not {maxlen!r}",
