@@ -13,10 +13,9 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
+
+from .servers import wait_until_serving
 
 REPO = Path(__file__).resolve().parent.parent
 TESTPROJECT = REPO / "testproject"
@@ -94,22 +93,9 @@ class DaphneServer:
         self._wait_ready(timeout)
 
     def _wait_ready(self, timeout: float) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"daphne {self.name} exited with {self.process.returncode}:\n{self.log()}"
-                )
-            try:
-                with urllib.request.urlopen(f"{self.url}/", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"daphne {self.name} not ready after {timeout}s:\n{self.log()}")
-            time.sleep(0.1)
+        process = self.process
+        assert process is not None
+        wait_until_serving(f"{self.url}/", timeout, lambda: process.poll() is None, self.log)
 
     def stop(self, timeout: float = 10.0) -> None:
         """End the process started by `start` (SIGINT, then SIGKILL if it lingers)."""

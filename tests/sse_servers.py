@@ -17,13 +17,12 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+
+from .servers import wait_until_serving
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -34,22 +33,6 @@ def _listener() -> socket.socket:
     listener.bind(("127.0.0.1", 0))
     listener.listen(128)
     return listener
-
-
-def _wait_until_serving(url: str, timeout: float, alive: Any) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if not alive():
-            raise RuntimeError(f"the server at {url} stopped while starting")
-        try:
-            with urllib.request.urlopen(f"{url}/sse/default/state/", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the server at {url} is not answering after {timeout}s")
-        time.sleep(0.05)
 
 
 class UvicornThread:
@@ -75,7 +58,7 @@ class UvicornThread:
             target=server.run, kwargs={"sockets": [listener]}, name="uvicorn", daemon=True
         )
         self._thread.start()
-        _wait_until_serving(self.url, 30, self._thread.is_alive)
+        wait_until_serving(f"{self.url}/sse/default/state/", 30, self._thread.is_alive)
 
     def stop(self) -> None:
         if self._server is not None and self._thread is not None:
@@ -125,7 +108,7 @@ class DaphneProcess:
         finally:
             listener.close()  # the child has its own copy
         process = self.process
-        _wait_until_serving(self.url, 30, lambda: process.poll() is None)
+        wait_until_serving(f"{self.url}/sse/default/state/", 30, lambda: process.poll() is None)
 
     def stop(self) -> None:
         process, self.process = self.process, None
