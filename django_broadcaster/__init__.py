@@ -4,7 +4,6 @@
 >>> broadcast.publish("chat.lobby", {"text": "hi"})
 """
 
-from .broadcast import Broadcast
 from .events import Event
 from .exceptions import (
     BackendUnavailable,
@@ -13,6 +12,7 @@ from .exceptions import (
     InvalidChannelName,
     SubscriberLagged,
 )
+from .front import Broadcast
 from .handler import broadcast, broadcasts
 from .subscription import Subscription
 

@@ -8,9 +8,10 @@ from typing import Any
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from .backends.base import BackendConfig, BaseBackend, is_seconds, is_whole_number
-from .broadcast import Broadcast
+from .backends.base import BackendConfig, BaseBackend
 from .exceptions import ConfigError
+from .front import Broadcast
+from .options import is_seconds, is_whole_number, option_error
 from .serializers import get_serializer
 
 DEFAULT_ALIAS = "default"
@@ -110,19 +111,16 @@ def create_broadcast(alias: str, entry: object) -> Broadcast:
         )
     common = {**COMMON_OPTIONS, **{k: v for k, v in options.items() if k in COMMON_OPTIONS}}
     max_queue, timeout = common["MAX_QUEUE"], common["TIMEOUT"]
-    if not is_whole_number(max_queue, 1):
-        raise _error(
-            f"{where}['OPTIONS']['MAX_QUEUE'] must be a whole number >= 1, not {max_queue!r}",
-            "E006",
-        )
-    if not is_seconds(timeout):
-        raise _error(
-            f"{where}['OPTIONS']['TIMEOUT'] must be a number of seconds > 0, not {timeout!r}",
-            "E006",
-        )
-    serializer = get_serializer(common["SERIALIZER"])
     backend_options = {k: v for k, v in options.items() if k not in COMMON_OPTIONS}
-    backend_class.check_location(location)
-    backend_class.check_options({**backend_class.default_options, **backend_options})
+    try:
+        if not is_whole_number(max_queue, 1):
+            raise option_error("MAX_QUEUE", "a whole number >= 1", max_queue)
+        if not is_seconds(timeout):
+            raise option_error("TIMEOUT", "a number of seconds > 0", timeout)
+        serializer = get_serializer(common["SERIALIZER"])
+        backend_class.check_location(location)
+        backend_class.check_options({**backend_class.default_options, **backend_options})
+    except ConfigError as exc:
+        raise exc.naming(where) from exc.__cause__
     config = BackendConfig(alias, backend_class, location, backend_options, key_prefix)
     return Broadcast(config, serializer=serializer, max_queue=max_queue, timeout=float(timeout))

@@ -18,6 +18,15 @@ class InvalidChannelName(BroadcastError, ValueError):
 class HistoryNotSupported(BroadcastError):
     """``since=``/``history=`` or ``history()`` was used on a backend that keeps no history."""
 
+    @classmethod
+    def on(cls, alias: str, backend_class: type) -> HistoryNotSupported:
+        """The error for alias ``alias``, served by ``backend_class``."""
+        return cls(
+            f"broadcast backend {alias!r} ({backend_class.__name__}) keeps no history, so "
+            "since=, history= and history() cannot be used with it; choose a backend with "
+            "history (memory, Redis Streams, PostgreSQL)"
+        )
+
 
 class BackendUnavailable(BroadcastError, ConnectionError):
     """The backend could not be reached within the configured ``TIMEOUT``."""
@@ -55,3 +64,10 @@ class ConfigError(ImproperlyConfigured):
         self.message = message
         self.check_id = check_id
         self.hint = hint
+
+    def naming(self, where: str) -> ConfigError:
+        """This error with ``where`` (the entry, e.g. ``BROADCAST_BACKENDS['default']``) in
+        front, unless the message already starts with it."""
+        if self.message.startswith(where):
+            return self
+        return ConfigError(f"{where}: {self.message}", check_id=self.check_id, hint=self.hint)

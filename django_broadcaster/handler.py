@@ -15,8 +15,8 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils.connection import ConnectionProxy
 
-from .broadcast import Broadcast
 from .config import DEFAULT_ALIAS, configured_backends, create_broadcast
+from .front import Broadcast
 
 
 class BroadcastHandler:

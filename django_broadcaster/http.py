@@ -29,10 +29,10 @@ from django.core.handlers.asgi import ASGIRequest
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, StreamingHttpResponse
 
-from .broadcast import Broadcast
 from .config import DEFAULT_ALIAS
 from .events import Event, validate_channel_name
 from .exceptions import BackendUnavailable, BroadcastError, SubscriberLagged
+from .front import Broadcast
 from .handler import broadcasts
 from .subscription import Subscription
 

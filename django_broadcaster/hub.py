@@ -4,7 +4,13 @@ The hub keeps a single upstream subscription per channel however many local
 subscribers share it, decodes each incoming event once and hands it to every
 subscriber's bounded queue without awaiting any of them. It owns reconnection
 (with backoff, re-subscribing every channel from the last id it saw) and
-coalesces concurrent publishes into pipelined batches.
+coalesces concurrent publishes into pipelined batches. It also owns what would
+otherwise be every backend's chore: resume positions (including the baseline
+of a channel that had no event yet) and healing connections after any
+connection error, a failed publish included.
+
+The hub knows its owner only through `HubSettings` and its subscribers only
+through the `Subscriber` protocol.
 """
 
 from __future__ import annotations
@@ -14,16 +20,14 @@ import logging
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from dataclasses import dataclass, replace
+from typing import Protocol, TypeVar
 
-from .backends.base import BaseBackend, RawEvent, redact
+from .backends.base import BackendConfig, BaseBackend, RawEvent
 from .events import Event
 from .exceptions import BackendUnavailable
-
-if TYPE_CHECKING:
-    from .broadcast import Broadcast
-    from .subscription import Subscription
+from .masking import mask_password, redact
+from .serializers import Serializer
 
 logger = logging.getLogger("django_broadcaster")
 T = TypeVar("T")
@@ -31,6 +35,38 @@ T = TypeVar("T")
 FIRST_RETRY_DELAY = 0.05
 MAX_RETRY_DELAY = 2.0
 PUBLISH_BATCH = 500
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    """What a hub is given: one validated ``BROADCAST_BACKENDS`` entry."""
+
+    config: BackendConfig
+    serializer: Serializer
+    max_queue: int
+    timeout: float
+
+    @property
+    def alias(self) -> str:
+        return self.config.alias
+
+    @property
+    def safe_location(self) -> str:
+        """``LOCATION`` with its password masked."""
+        return mask_password(self.config.location)
+
+
+class Subscriber(Protocol):
+    """What the hub routes events to (a `Subscription`, a channel layer's group sink)."""
+
+    @property
+    def channels(self) -> tuple[str, ...]: ...
+
+    def deliver(self, event: Event) -> bool:
+        """Take ``event`` without waiting; ``False`` when full (the hub then detaches it)."""
+
+    def hub_closed(self) -> None:
+        """The hub closed: no more events will come."""
 
 
 @dataclass
@@ -44,23 +80,35 @@ class HubStats:
     disconnects: int = 0
     reconnects: int = 0
     outage_seconds: float = 0.0
+    subscribers: int = 0
+    upstream_channels: int = 0
 
 
 class Hub:
-    def __init__(self, front: Broadcast, loop: asyncio.AbstractEventLoop) -> None:
-        self.front = front
+    def __init__(
+        self,
+        settings: HubSettings,
+        loop: asyncio.AbstractEventLoop,
+        on_close: Callable[[Hub], None],
+    ) -> None:
+        self.settings = settings
         self.loop = loop
-        self.backend: BaseBackend = front.config.backend_class(front.config)
-        self.stats = HubStats()
-        self._loads = front.serializer.loads
-        self._subscribers: dict[str, set[Subscription]] = {}
+        self.backend: BaseBackend = settings.config.backend_class(settings.config)
+        #: A sortable key for one of this backend's event ids.
+        self.id_order = self.backend.id_order
+        self._stats = HubStats()
+        self._on_close = on_close
+        self._loads = settings.serializer.loads
+        self._subscribers: dict[str, set[Subscriber]] = {}
         self._upstream: set[str] = set()
         self._dirty: set[str] = set()
         self._positions: dict[str, str | None] = {}
         self._lock = asyncio.Lock()
         self._started = False
-        self._reconnecting = False
         self._closed = False
+        # Bumped by every successful reconnection: a failure seen before it is healed.
+        self._generation = 0
+        self._lost_at: float | None = None  # when the current outage was noticed
         self._reader: asyncio.Task[None] | None = None
         self._publishing = False
         self._queued: list[tuple[str, bytes, asyncio.Future[str | None]]] = []
@@ -84,8 +132,7 @@ class Hub:
     async def _start(self) -> None:
         """Connect for the first time, retrying with backoff until ``TIMEOUT``.
 
-        Later outages are the reader's business (`_reconnect`) and publishers'
-        (`_retrying`); this runs once per hub.
+        Later outages are healed by `_renew`, from the reader or a publisher.
         """
         if self._started:
             return
@@ -97,10 +144,12 @@ class Hub:
             self._started = True
 
     async def _retrying(self, action: str, operation: Callable[[], Awaitable[T]]) -> T:
-        """Run ``operation``, retrying connection errors with backoff for ``TIMEOUT`` seconds."""
-        deadline = self.loop.time() + self.front.timeout
+        """Run ``operation``, healing the connection and retrying after connection
+        errors with backoff for ``TIMEOUT`` seconds."""
+        deadline = self.loop.time() + self.settings.timeout
         delay = FIRST_RETRY_DELAY
         while True:
+            generation = self._generation
             try:
                 return await operation()
             except self.backend.connection_errors as exc:
@@ -108,65 +157,79 @@ class Hub:
                     raise self._closed_error() from None
                 if self.loop.time() + delay > deadline:
                     raise BackendUnavailable(
-                        f"could not {action} broadcast backend {self.front.alias!r} "
-                        f"({self.front.safe_location}) within {self.front.timeout}s: "
+                        f"could not {action} broadcast backend {self.settings.alias!r} "
+                        f"({self.settings.safe_location}) within {self.settings.timeout}s: "
                         f"{self._describe(exc)}"
                     ) from None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_RETRY_DELAY)
-
-    async def _reconnect(self, exc: BaseException) -> None:
-        """Reconnect until it works, then re-subscribe every channel where it left off."""
-        self.stats.disconnects += 1
-        lost_at = self.loop.time()
-        logger.warning(
-            "broadcast backend %r lost its connection (%s); reconnecting",
-            self.front.alias,
-            self._describe(exc),
-        )
-        delay = FIRST_RETRY_DELAY
-        self._reconnecting = True
-        try:
-            async with self._lock:
-                while not self._closed:
+                if not self._started:
                     with suppress(Exception):
                         await self.backend.close()
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, MAX_RETRY_DELAY)
-                    try:
-                        await self.backend.connect()
-                        channels = set(self._subscribers)
-                        await self.backend.subscribe({c: self._positions.get(c) for c in channels})
-                        self._upstream = channels
-                        # Subscribers that came or went meanwhile.
-                        self._dirty = channels.symmetric_difference(self._subscribers)
-                        await self._apply_dirty()
-                    except Exception as retry_exc:
-                        logger.debug(
-                            "reconnect to %r failed: %s",
-                            self.front.alias,
-                            self._describe(retry_exc),
-                        )
-                        continue
-                    outage = self.loop.time() - lost_at
-                    self.stats.reconnects += 1
-                    self.stats.outage_seconds += outage
-                    logger.warning(
-                        "broadcast backend %r reconnected after %.2fs; %d channel(s) "
-                        "re-subscribed%s",
-                        self.front.alias,
-                        outage,
-                        len(channels),
-                        ""
-                        if self.backend.supports_history
-                        else "; events sent meanwhile were lost",
-                    )
-                    return
-        finally:
-            self._reconnecting = False
+                    continue
+                self._lost(exc)
+                with suppress(*self.backend.connection_errors):
+                    await self._renew(generation)
+
+    def _lost(self, exc: BaseException) -> None:
+        """Note a connection failure; an outage is counted and logged once."""
+        if self._lost_at is None:
+            self._lost_at = self.loop.time()
+            self._stats.disconnects += 1
+            logger.warning(
+                "broadcast backend %r lost its connection (%s); reconnecting",
+                self.settings.alias,
+                self._describe(exc),
+            )
+
+    async def _renew(self, generation: int) -> None:
+        """Close and reopen the backend and re-subscribe every wanted channel from
+        its position, unless that was done since ``generation``. Raises what
+        ``connect()`` or ``subscribe()`` raise; the backend is then left closed."""
+        async with self._lock:
+            if self._closed or self._generation != generation:
+                return
+            with suppress(Exception):
+                await self.backend.close()
+            await self.backend.connect()
+            channels = set(self._subscribers)
+            self._upstream = set()
+            await self._subscribe_upstream(channels)
+            # Subscribers that came or went meanwhile.
+            self._dirty = channels.symmetric_difference(self._subscribers)
+            await self._apply_dirty()
+            self._generation += 1
+            lost_at, self._lost_at = self._lost_at, None
+            if lost_at is None:
+                return
+            outage = self.loop.time() - lost_at
+            self._stats.reconnects += 1
+            self._stats.outage_seconds += outage
+            logger.warning(
+                "broadcast backend %r reconnected after %.2fs; %d channel(s) re-subscribed%s",
+                self.settings.alias,
+                outage,
+                len(channels),
+                "" if self.backend.supports_history else "; events sent meanwhile were lost",
+            )
+
+    async def _reconnect(self, exc: BaseException, generation: int) -> None:
+        """After the reader's failure: renew until it works (or another task did)."""
+        self._lost(exc)
+        delay = FIRST_RETRY_DELAY
+        while not self._closed and self._generation == generation:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_DELAY)
+            try:
+                await self._renew(generation)
+            except Exception as retry_exc:
+                logger.debug(
+                    "reconnect to %r failed: %s", self.settings.alias, self._describe(retry_exc)
+                )
 
     async def _read_forever(self) -> None:
         while not self._closed:
+            generation = self._generation
             try:
                 batch = await self.backend.receive()
             except Exception as exc:
@@ -176,15 +239,15 @@ class Hub:
                     trace = "".join(traceback.format_exception(exc))
                     logger.error(
                         "broadcast backend %r reader failed unexpectedly:\n%s",
-                        self.front.alias,
+                        self.settings.alias,
                         redact(trace, self.backend.location),
                     )
-                await self._reconnect(exc)
+                await self._reconnect(exc, generation)
                 continue
             self._dispatch(batch)
 
     def _dispatch(self, batch: Sequence[RawEvent]) -> None:
-        lagged: list[Subscription] = []
+        lagged: list[Subscriber] = []
         for channel, payload, event_id in batch:
             subscribers = self._subscribers.get(channel)
             if subscribers is None:
@@ -194,12 +257,12 @@ class Hub:
             event = self.decode(channel, payload, event_id)
             if event is None:
                 continue
-            self.stats.received += 1
+            self._stats.received += 1
             for subscriber in subscribers:
-                if not subscriber._push(event):
+                if not subscriber.deliver(event):
                     lagged.append(subscriber)
         for subscriber in lagged:
-            self.stats.lagged += 1
+            self._stats.lagged += 1
             self.detach(subscriber)
 
     def decode(self, channel: str, payload: bytes, event_id: str | None) -> Event | None:
@@ -207,12 +270,12 @@ class Hub:
         try:
             message = self._loads(payload)
         except Exception as exc:
-            self.stats.undecodable += 1
+            self._stats.undecodable += 1
             logger.warning(
                 "skipped an undecodable %s payload on channel %r of %r (id %s, %d bytes): %s",
-                self.front.serializer.name,
+                self.settings.serializer.name,
                 channel,
-                self.front.alias,
+                self.settings.alias,
                 event_id,
                 len(payload),
                 exc,
@@ -222,7 +285,7 @@ class Hub:
 
     # -- subscriptions -------------------------------------------------------
 
-    async def attach(self, subscriber: Subscription, channels: Iterable[str]) -> None:
+    async def attach(self, subscriber: Subscriber, channels: Iterable[str]) -> None:
         """Route ``channels`` to ``subscriber``; subscribe upstream where needed."""
         for channel in channels:
             subscribers = self._subscribers.get(channel)
@@ -236,7 +299,7 @@ class Hub:
             self.detach(subscriber)
             raise
 
-    def detach(self, subscriber: Subscription) -> None:
+    def detach(self, subscriber: Subscriber) -> None:
         """Stop routing to ``subscriber``; channels nobody wants are unsubscribed soon."""
         for channel in subscriber.channels:
             subscribers = self._subscribers.get(channel)
@@ -250,41 +313,52 @@ class Hub:
 
     async def _sync_upstream(self) -> None:
         """Bring the backend's subscriptions in line with local subscribers, batched:
-        whoever takes the lock applies every change queued so far."""
-        if not self._dirty or self._reconnecting:
-            return  # a reconnect subscribes whatever is wanted when it completes
+        whoever takes the lock applies every change queued so far. During an
+        outage the reconnection subscribes whatever is wanted once it succeeds."""
+        if not self._dirty:
+            return
         await self._start()
         async with self._lock:
-            if self._closed or not self._dirty:
+            if self._closed:
                 return
-            try:
-                await self._apply_dirty()
-            except self.backend.connection_errors:
-                # Closing makes the reader notice now; it reconnects and
-                # subscribes every wanted channel.
-                with suppress(Exception):
-                    await self.backend.close()
+            if self._dirty and self._lost_at is None:
+                try:
+                    await self._apply_dirty()
+                except self.backend.connection_errors:
+                    # Closing makes the reader notice now; it reconnects and
+                    # subscribes every wanted channel.
+                    with suppress(Exception):
+                        await self.backend.close()
             if self._reader is None and self._subscribers:
                 self._reader = self.loop.create_task(self._read_forever())
 
     async def _apply_dirty(self) -> None:
         dirty, self._dirty = self._dirty, set()
         remove = [c for c in dirty if c not in self._subscribers and c in self._upstream]
-        add = {c: None for c in dirty if c in self._subscribers and c not in self._upstream}
+        add = [c for c in dirty if c in self._subscribers and c not in self._upstream]
         if remove:
             self._upstream.difference_update(remove)
             await self.backend.unsubscribe(remove)
         if add:
-            self._upstream.update(add)
-            await self.backend.subscribe(add)
+            await self._subscribe_upstream(add)
 
-    async def release(self, subscriber: Subscription) -> None:
+    async def _subscribe_upstream(self, channels: Iterable[str]) -> None:
+        """Subscribe ``channels`` at the backend from their positions; keep the
+        baselines it reports for channels that had none."""
+        positions = {channel: self._positions.get(channel) for channel in channels}
+        self._upstream.update(positions)
+        baselines = await self.backend.subscribe(positions)
+        for channel, baseline in baselines.items():
+            if channel in self._subscribers:
+                self._positions.setdefault(channel, baseline)
+
+    async def release(self, subscriber: Subscriber) -> None:
         """Detach ``subscriber`` and unsubscribe upstream what nobody wants any more."""
         self.detach(subscriber)
         try:
             await self._sync_upstream()
         except Exception as exc:
-            logger.debug("unsubscribe on %r failed: %s", self.front.alias, self._describe(exc))
+            logger.debug("unsubscribe on %r failed: %s", self.settings.alias, self._describe(exc))
 
     # -- publishing ----------------------------------------------------------
 
@@ -332,7 +406,7 @@ class Hub:
             ]
         else:
             ids = await self._retrying("publish to", lambda: self.backend.publish_many(events))
-        self.stats.published += len(events)
+        self._stats.published += len(events)
         return ids
 
     async def history(self, channel: str, since: str | None, limit: int | None) -> list[Event]:
@@ -344,6 +418,23 @@ class Hub:
         events = (self.decode(channel, payload, event_id) for _, payload, event_id in raw)
         return [event for event in events if event is not None]
 
+    @property
+    def upstream(self) -> frozenset[str]:
+        """The channels subscribed at the backend."""
+        return frozenset(self._upstream)
+
+    @property
+    def subscribers(self) -> dict[str, frozenset[Subscriber]]:
+        """Local subscribers per channel (a snapshot)."""
+        return {channel: frozenset(group) for channel, group in self._subscribers.items()}
+
+    def stats(self) -> HubStats:
+        """This hub's counters, with its current subscriber and upstream counts."""
+        subscribers = {s for group in self._subscribers.values() for s in group}
+        return replace(
+            self._stats, subscribers=len(subscribers), upstream_channels=len(self._upstream)
+        )
+
     # -- shutdown ------------------------------------------------------------
 
     async def close(self) -> None:
@@ -354,7 +445,7 @@ class Hub:
         subscribers = {s for group in self._subscribers.values() for s in group}
         self._subscribers.clear()
         for subscriber in subscribers:
-            subscriber._end()
+            subscriber.hub_closed()
         for *_, future in self._queued:
             if not future.done():
                 future.set_exception(self._closed_error())
@@ -366,7 +457,7 @@ class Hub:
                 task.cancel()
                 with suppress(BaseException):
                     await task
-        self.front._forget(self)
+        self._on_close(self)
 
     def _closed_error(self) -> BackendUnavailable:
-        return BackendUnavailable(f"broadcast backend {self.front.alias!r} was closed")
+        return BackendUnavailable(f"broadcast backend {self.settings.alias!r} was closed")

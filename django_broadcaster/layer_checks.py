@@ -21,9 +21,9 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 from django.utils.module_loading import import_string
 
-from .backends.base import is_seconds, is_whole_number
-from .broadcast import Broadcast
 from .exceptions import ConfigError
+from .front import Broadcast
+from .options import is_seconds, is_whole_number
 
 LAYER_PATH = "django_broadcaster.layers.BroadcastChannelLayer"
 ERROR_ID = "django_broadcaster.E010"

@@ -44,12 +44,12 @@ from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 from django.core.exceptions import ImproperlyConfigured
 
-from . import bridge
-from .broadcast import Broadcast
+from . import loops
 from .events import Event
+from .front import Broadcast
 from .handler import broadcasts
+from .hub import Hub
 from .layer_checks import config_problems
-from .subscription import Subscription
 
 __all__ = ["BroadcastChannelLayer", "ChannelFull"]
 
@@ -69,11 +69,6 @@ class LayerClosed(RuntimeError):
 def _client_of(channel: str) -> str:
     """The ``<client>`` of a process-specific name ``<prefix>.<client>!<token>``."""
     return channel.partition("!")[0].rpartition(".")[2]
-
-
-async def _on_loop(coro: Coroutine[Any, Any, T], loop: asyncio.AbstractEventLoop) -> T:
-    """Run ``coro`` on ``loop`` (another thread's) and wait for it here."""
-    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
 
 
 class _Inbox:
@@ -142,26 +137,35 @@ class _Inbox:
                 return
 
 
-class _Sink(Subscription):
+class _Sink:
     """A hub subscriber that hands each event to the layer as it is dispatched,
     instead of queueing it: the layer fans out into its own bounded queues."""
 
+    __slots__ = ("channels", "handler", "hub", "ready", "state", "topic")
+
     def __init__(self, state: _LoopLayer, topic: str, handler: Handler) -> None:
-        super().__init__(state.front, (topic,), None, 0)
         self.state = state
         self.topic = topic
+        self.channels = (topic,)
         self.handler = handler
-        self.ready: asyncio.Task[Subscription] | None = None
+        self.hub: Hub | None = None
+        self.ready: asyncio.Task[None] | None = None
 
-    def _push(self, event: Event) -> bool:
+    async def open(self) -> None:
+        """Subscribe through this loop's hub; returns once the backend confirmed."""
+        hub = self.state.front.hubs.current()
+        self.hub = hub
+        await hub.attach(self, self.channels)
+
+    def deliver(self, event: Event) -> bool:
         try:
             self.handler(self.topic, event)
         except Exception:
             logger.exception("channel layer failed to deliver an event of %r", self.topic)
         return True
 
-    def _end(self) -> None:
-        super()._end()
+    def hub_closed(self) -> None:
+        self.hub = None
         self.state.sink_ended(self)
 
     async def close(self) -> None:
@@ -171,7 +175,9 @@ class _Sink(Subscription):
         if ready is not None:
             with suppress(Exception, asyncio.CancelledError):
                 await ready
-        await self.__aexit__(None, None, None)
+        hub, self.hub = self.hub, None
+        if hub is not None:
+            await hub.release(self)
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
@@ -216,7 +222,7 @@ class _LoopLayer:
         sink = self.sinks.get(topic)
         if sink is None:
             sink = self.sinks[topic] = _Sink(self, topic, self.handler_for(topic))
-            sink.ready = self.loop.create_task(sink.__aenter__())
+            sink.ready = self.loop.create_task(sink.open())
             sink.ready.add_done_callback(_retrieve)
         return sink
 
@@ -622,8 +628,8 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
 
     async def new_channel(self, prefix: str = "specific.") -> str:
         """A new process-specific channel name: ``<prefix>.<client>!<random>``."""
-        if bridge.on_throwaway_loop():
-            return await bridge.await_on_bridge(self.new_channel(prefix))
+        if loops.on_throwaway_loop():
+            return await loops.run_on(loops.bridge_loop(), self.new_channel(prefix))
         state = self._state()
         separator = "" if prefix.endswith(".") else "."
         name = f"{prefix}{separator}{state.client}!{secrets.token_hex(8)}"
@@ -637,8 +643,8 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         """Send ``message`` to ``channel``; `ChannelFull` if its queue here is full."""
         self._check_message(message)
         self.require_valid_channel_name(channel)
-        if bridge.on_throwaway_loop():
-            return await bridge.await_on_bridge(self.send(channel, message))
+        if loops.on_throwaway_loop():
+            return await loops.run_on(loops.bridge_loop(), self.send(channel, message))
         state = self._state()
         if "!" in channel:
             client = _client_of(channel)
@@ -647,7 +653,7 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
                 return None
             owner = self._owner(channel)
             if owner is not None:
-                return await _on_loop(self.send(channel, message), owner.loop)
+                return await loops.run_on(owner.loop, self.send(channel, message))
             envelope = {"op": "send", "to": channel, "message": message}
             await state.front.apublish(PROCESS_TOPIC + client, envelope)
             return None
@@ -662,8 +668,8 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
     async def receive(self, channel: str) -> Message:
         """The next message on ``channel``, waiting for one."""
         self.require_valid_channel_name(channel)
-        if bridge.on_throwaway_loop():
-            return await bridge.await_on_bridge(self.receive(channel))
+        if loops.on_throwaway_loop():
+            return await loops.run_on(loops.bridge_loop(), self.receive(channel))
         state = self._state()
         if "!" in channel:
             if _client_of(channel) != state.client:
@@ -673,7 +679,7 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
                         f"cannot receive on {channel!r}: a process-specific channel is "
                         "received by the process (and event loop) whose new_channel() made it"
                     )
-                return await _on_loop(self.receive(channel), owner.loop)
+                return await loops.run_on(owner.loop, self.receive(channel))
             inbox = state.open_inbox(channel, own=True)
         else:
             inbox = state.open_inbox(channel, own=False)
@@ -694,14 +700,14 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         await self._group_op("group_discard", group, channel)
 
     async def _group_op(self, op: str, group: str, channel: str) -> None:
-        if bridge.on_throwaway_loop():
-            return await bridge.await_on_bridge(self._group_op(op, group, channel))
+        if loops.on_throwaway_loop():
+            return await loops.run_on(loops.bridge_loop(), self._group_op(op, group, channel))
         state = self._state()
         own = "!" in channel
         if own and _client_of(channel) != state.client:
             owner = self._owner(channel)
             if owner is not None:
-                return await _on_loop(self._group_op(op, group, channel), owner.loop)
+                return await loops.run_on(owner.loop, self._group_op(op, group, channel))
             # Its process applies it when the envelope arrives.
             envelope = {"op": op, "group": group, "to": channel}
             await state.front.apublish(PROCESS_TOPIC + _client_of(channel), envelope)
@@ -720,8 +726,8 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         ``broadcast.subscribe(group)``."""
         self._check_message(message)
         self.require_valid_group_name(group)
-        if bridge.on_throwaway_loop():
-            return await bridge.await_on_bridge(self.group_send(group, message))
+        if loops.on_throwaway_loop():
+            return await loops.run_on(loops.bridge_loop(), self.group_send(group, message))
         await self._front().apublish(group, message)
         return None
 
@@ -735,7 +741,7 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
             if state.loop is current:
                 await action(state)
             elif state.loop.is_running():
-                await _on_loop(action(state), state.loop)
+                await loops.run_on(state.loop, action(state))
 
     async def flush(self) -> None:
         """Drop every queued message, group membership and unused channel of this

@@ -6,15 +6,12 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING
 
-from .backends.base import is_whole_number
 from .events import Event, validate_channel_name
 from .exceptions import HistoryNotSupported, SubscriberLagged
-
-if TYPE_CHECKING:
-    from .broadcast import Broadcast
-    from .hub import Hub
+from .hub import Hub
+from .hubs import Hubs
+from .options import is_whole_number
 
 Since = str | Mapping[str, str | None] | None
 
@@ -33,10 +30,10 @@ class Subscription:
     __slots__ = (
         "_backlog",
         "_ended",
-        "_front",
         "_held",
         "_history",
         "_hub",
+        "_hubs",
         "_id_order",
         "_lagged",
         "_max_queue",
@@ -48,23 +45,19 @@ class Subscription:
         "last_ids",
     )
 
-    def __init__(
-        self, front: Broadcast, channels: tuple[str, ...], since: Since, history: int
-    ) -> None:
+    def __init__(self, hubs: Hubs, channels: tuple[str, ...], since: Since, history: int) -> None:
         if not channels:
             raise TypeError("subscribe() needs at least one channel name")
         self.channels = tuple(dict.fromkeys(validate_channel_name(c) for c in channels))
-        self._front = front
+        self._hubs = hubs
         self._since = _since_by_channel(self.channels, since)
         if not is_whole_number(history, 0):
             raise ValueError(f"history must be a whole number >= 0, not {history!r}")
         self._history = history
-        if (self._since or history) and not front.supports_history:
-            raise HistoryNotSupported(
-                f"broadcast backend {front.alias!r} ({front.config.backend_class.__name__}) "
-                "keeps no history, so since= and history= cannot be used with it"
-            )
-        self._max_queue = front.max_queue
+        config = hubs.settings.config
+        if (self._since or history) and not config.backend_class.supports_history:
+            raise HistoryNotSupported.on(config.alias, config.backend_class)
+        self._max_queue = hubs.settings.max_queue
         self._queue: deque[Event] = deque()
         # Replayed events (history, and live events held back while it was read)
         # come first and do not count against MAX_QUEUE.
@@ -82,10 +75,10 @@ class Subscription:
         self.last_ids: dict[str, str | None] = dict(self._since)
 
     def __repr__(self) -> str:
-        return f"<Subscription {self._front.alias!r} {', '.join(self.channels)}>"
+        return f"<Subscription {self._hubs.settings.alias!r} {', '.join(self.channels)}>"
 
     async def __aenter__(self) -> Subscription:
-        hub = self._front._hub()
+        hub = self._hubs.current()
         replay = [c for c in self.channels if c in self._since or self._history]
         # Live events of replayed channels wait in _held until their history is
         # queued, so the seam has neither a gap nor a duplicate.
@@ -110,10 +103,10 @@ class Subscription:
         assert self._held is not None and self._backlog is not None
         held = self._held.pop(channel)
         if last is not None:
-            after = hub.backend.id_order(last)
-            held = [e for e in held if e.id is not None and hub.backend.id_order(e.id) > after]
+            after = hub.id_order(last)
+            held = [e for e in held if e.id is not None and hub.id_order(e.id) > after]
             if not held:
-                self._id_order = hub.backend.id_order
+                self._id_order = hub.id_order
                 self._replayed = {**(self._replayed or {}), channel: after}
         self._backlog.extend(past)
         self._backlog.extend(held)
@@ -163,9 +156,9 @@ class Subscription:
         """How many received events wait to be read."""
         return len(self._queue) + len(self._backlog or ())
 
-    # -- called by the hub -----------------------------------------------------
+    # -- the hub's Subscriber protocol -------------------------------------------
 
-    def _push(self, event: Event) -> bool:
+    def deliver(self, event: Event) -> bool:
         """Queue ``event``; ``False`` when the queue is full (the hub then drops us)."""
         if self._replayed and event.id is not None and event.channel in self._replayed:
             assert self._id_order is not None
@@ -193,7 +186,8 @@ class Subscription:
         self._lagged = True
         self._wake()
 
-    def _end(self) -> None:
+    def hub_closed(self) -> None:
+        """End the subscription: its hub closed."""
         self._ended = True
         self._hub = None
         self._wake()

@@ -50,11 +50,11 @@ async def publish(request: HttpRequest, alias: str, channel: str) -> JsonRespons
 
 async def state(request: HttpRequest, alias: str) -> JsonResponse:
     """Local subscribers per channel and upstream subscriptions of this loop's hub."""
-    hub = broadcasts[alias]._hub()
+    hub = broadcasts[alias].hubs.current()
     return JsonResponse(
         {
-            "subscribers": {c: len(s) for c, s in hub._subscribers.items()},
-            "upstream": sorted(hub._upstream),
+            "subscribers": {c: len(s) for c, s in hub.subscribers.items()},
+            "upstream": sorted(hub.upstream),
             "key_prefix": hub.backend.key_prefix,
         }
     )

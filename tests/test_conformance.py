@@ -27,7 +27,7 @@ TIMEOUT = 10
 
 def upstream(bus: Broadcast) -> set[str]:
     """Channels the current loop's hub has subscribed at the backend."""
-    return set(bus._hub()._upstream)
+    return set(bus.hubs.current().upstream)
 
 
 async def drain(sub, count: int) -> list[Event]:
@@ -56,12 +56,12 @@ async def test_many_local_subscribers_share_one_upstream_subscription(bus: Broad
     calls: list[object] = []
     async with bus.subscribe("warmup"):
         pass
-    backend = bus._hub().backend
+    backend = bus.hubs.current().backend
     original = backend.subscribe
 
     async def counting_subscribe(positions):  # type: ignore[no-untyped-def]
         calls.append(dict(positions))
-        await original(positions)
+        return await original(positions)
 
     backend.subscribe = counting_subscribe  # type: ignore[method-assign]
     subs = [bus.subscribe("crowd") for _ in range(200)]
@@ -129,7 +129,7 @@ async def test_leaving_the_block_unsubscribes(bus: Broadcast, how: str) -> None:
     with pytest.raises((RuntimeError, asyncio.CancelledError)) if how != "normally" else _noop():
         await task
     assert "leave" not in upstream(bus)
-    assert "leave" not in bus._hub()._subscribers
+    assert "leave" not in bus.hubs.current().subscribers
 
 
 class _noop:
@@ -165,9 +165,9 @@ async def test_churn_leaves_nothing_behind(bus: Broadcast) -> None:
         subs = [bus.subscribe(f"churn.{i % 5}") for i in range(10)]
         await asyncio.gather(*(s.__aenter__() for s in subs))
         await asyncio.gather(*(s.__aexit__(None, None, None) for s in subs))
-    hub = bus._hub()
-    assert hub._subscribers == {}
-    assert hub._upstream == set()
+    hub = bus.hubs.current()
+    assert hub.subscribers == {}
+    assert hub.upstream == set()
     async with bus.subscribe("churn.0") as sub:
         await bus.apublish("churn.0", "alive")
         assert (await sub.get(TIMEOUT)).message == "alive"
@@ -268,7 +268,7 @@ async def test_history_is_refused_clearly_without_history(plain_bus: Broadcast) 
         plain_bus.subscribe("h", since="1-0")
     with pytest.raises(HistoryNotSupported):
         await plain_bus.ahistory("h")
-    assert plain_bus._hub()._subscribers == {}
+    assert plain_bus.hubs.current().subscribers == {}
 
 
 async def test_history_and_replay(history_bus: Broadcast) -> None:

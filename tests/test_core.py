@@ -15,7 +15,7 @@ from django.db import transaction
 from django.test import override_settings
 
 from django_broadcaster import Broadcast, SubscriberLagged, broadcast, broadcasts
-from django_broadcaster.backends.base import mask_password, redact
+from django_broadcaster.masking import mask_password, redact
 from django_broadcaster.testing import capture, use_memory_backend
 
 from .conftest import make_bus
@@ -147,7 +147,7 @@ async def test_stalled_subscriber_memory_stays_bounded() -> None:
             await asyncio.sleep(0)
             assert largest <= 100
             assert stalled.pending == 100
-            assert stalled not in bus._hub()._subscribers["flood"]
+            assert stalled not in bus.hubs.current().subscribers["flood"]
             for _ in range(100):
                 await stalled.get()
             with pytest.raises(SubscriberLagged, match="since='"):
@@ -188,7 +188,7 @@ def test_sync_publish_reuses_one_hub() -> None:
     bus = make_bus("memory")
     for i in range(50):
         bus.publish("sync.reuse", i)
-    assert len(bus._hubs) == 1
+    assert len(bus.hubs) == 1
     assert bus.stats()["published"] == 50
     assert [e.message for e in bus.history("sync.reuse", limit=3)] == [47, 48, 49]
     bus.close()

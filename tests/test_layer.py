@@ -64,7 +64,7 @@ async def eventually(condition: Any, timeout: float = TIMEOUT) -> None:
 
 def upstream(bus: Broadcast) -> set[str]:
     """Channels the current loop's hub has subscribed at the backend."""
-    return set(bus._hub()._upstream)
+    return set(bus.hubs.current().upstream)
 
 
 @pytest.fixture
@@ -111,7 +111,7 @@ def test_sync_send_receive_via_async_to_sync(backend_name: str) -> None:
         async_to_sync(layer.send)("test-channel-2", {"type": "test.message", "n": 2})
         assert async_to_sync(layer.receive)("test-channel-2") == {"type": "test.message", "n": 2}
         # Every call ran on the bridge loop: one hub, not one per call.
-        assert len(bus._hubs) == 1
+        assert len(bus.hubs) == 1
     finally:
         async_to_sync(layer.close)()
         bus.close()
@@ -532,7 +532,7 @@ async def test_consumers_on_two_hosts_chat(
 
 def backend_subscribers(front: Broadcast, channel: str) -> int | None:
     """How many subscriptions of ``channel`` the backend itself holds, where it says."""
-    backend = front._hub().backend
+    backend = front.hubs.current().backend
     store = getattr(backend, "_store", None)
     if store is not None:  # memory backend
         return len(store.subscribers.get(backend.wire_name(channel), ()))
@@ -541,7 +541,7 @@ def backend_subscribers(front: Broadcast, channel: str) -> int | None:
 
 async def numsub(front: Broadcast, channel: str) -> int | None:
     """``PUBSUB NUMSUB`` of ``channel`` for the Redis pub/sub backend, else ``None``."""
-    backend = front._hub().backend
+    backend = front.hubs.current().backend
     if "redis" not in type(backend).__module__ or backend.supports_history:
         return None
     import redis.asyncio as redis
@@ -583,9 +583,9 @@ async def test_thousand_connects_and_disconnects_leave_nothing_behind(
         assert (status["groups"], status["memberships"], status["queued"]) == (0, 0, 0)
         state = layer._states[asyncio.get_running_loop()]
         assert set(state.sinks) == {state.process_topic}
-        hub = front._hub()
-        await eventually(lambda: set(hub._upstream) == {state.process_topic})
-        assert set(hub._subscribers) == {state.process_topic}
+        hub = front.hubs.current()
+        await eventually(lambda: set(hub.upstream) == {state.process_topic})
+        assert set(hub.subscribers) == {state.process_topic}
         assert backend_subscribers(front, ROOM) in (0, None)
         assert await numsub(front, ROOM) in (0, None)
         if backend_name == "redis":
@@ -596,7 +596,7 @@ async def test_thousand_connects_and_disconnects_leave_nothing_behind(
         await layer.close()
         channel_layers.backends = saved
     assert layer.status()["loops"] == 0
-    assert set(front._hub()._upstream) == set()
+    assert set(front.hubs.current().upstream) == set()
 
 
 async def test_cancelled_receive_releases_the_channel_once_idle(bus: Broadcast) -> None:
@@ -695,7 +695,7 @@ async def test_async_to_sync_group_send_from_threads(bus: Broadcast) -> None:
     for n in range(4):
         assert [m["i"] for m in received if m["who"] == n] == list(range(25))
     # No loop (so no connection) per call: this test's loop and the bridge loop.
-    assert len(bus._hubs) <= 2
+    assert len(bus.hubs) <= 2
     await layer.close()
 
 

@@ -70,7 +70,7 @@ async def admin() -> AsyncIterator[psycopg.AsyncConnection[Any]]:
 
 
 def backend_of(bus: Broadcast) -> PostgresBackend:
-    backend = bus._hub().backend
+    backend = bus.hubs.current().backend
     assert isinstance(backend, PostgresBackend)
     return backend
 

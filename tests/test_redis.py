@@ -575,7 +575,7 @@ async def test_password_never_in_logs_repr_or_errors(
         async with bus.subscribe("secret") as sub:
             await bus.apublish("secret", "ok")
             assert (await sub.get(TIMEOUT)).message == "ok"
-            texts += [repr(bus), repr(bus._hub().backend), repr(sub), str(bus.stats())]
+            texts += [repr(bus), repr(bus.hubs.current().backend), repr(sub), str(bus.stats())]
             await asyncio.to_thread(server.restart)  # reconnects, logging warnings
             await reconnected(bus)  # (pub/sub would lose what is sent before)
             await bus.apublish("secret", "again")
@@ -692,7 +692,7 @@ async def test_failed_subscribe_raises_cleanly_and_leaves_nothing(name: str) -> 
                 entered = True
         assert not entered
         assert "hunter2" not in str(info.value)
-        hub = bus._hub()
-        assert hub._subscribers == {} and hub._upstream == set()
+        hub = bus.hubs.current()
+        assert hub.subscribers == {} and hub.upstream == set()
     finally:
         await bus.aclose()

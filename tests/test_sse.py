@@ -413,7 +413,7 @@ async def test_slow_reader_catches_up_from_history_without_a_gap() -> None:
     assert data == list(range(30))
     assert "event: reset" not in text
     await chunks.aclose()  # type: ignore[attr-defined]
-    assert name not in front._hub()._subscribers
+    assert name not in front.hubs.current().subscribers
     await front.aclose()
 
 
@@ -426,13 +426,13 @@ async def test_close_releases_a_stream_parked_at_a_yield() -> None:
     response = EventStreamResponse(_request(), name, using="memory")
     chunks = aiter(response)
     await anext(chunks)  # subscribed, parked at a yield
-    assert name in front._hub()._subscribers
+    assert name in front.hubs.current().subscribers
     await sync_to_async(response.close)()
     for _ in range(100):
-        if name not in front._hub()._subscribers:
+        if name not in front.hubs.current().subscribers:
             break
         await asyncio.sleep(0.01)
-    assert name not in front._hub()._subscribers
+    assert name not in front.hubs.current().subscribers
     await front.aclose()
 
 

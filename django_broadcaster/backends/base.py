@@ -2,24 +2,23 @@
 
 A backend instance is one set of connections to one engine, used from one
 event loop. The hub above it (``django_broadcaster.hub``) owns fan-out,
-bounded queues, reconnection with backoff and the replay seam, so a backend
-only moves bytes: connect, close, publish, subscribe, unsubscribe, receive the
-next raw events, and (optionally) read history.
+bounded queues, reconnection with backoff (after a failed publish too), resume
+positions and the replay seam, so a backend only moves bytes: connect, close,
+publish, subscribe, unsubscribe, receive the next raw events, and (optionally)
+read history. ``django_broadcaster.testing.conformance`` checks a backend
+against this contract.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 from django.core.checks import CheckMessage
 
 from ..exceptions import ConfigError, HistoryNotSupported
-
-_PASSWORD_PARAM = re.compile(r"(password=)([^&]*)", re.IGNORECASE)
+from ..masking import mask_password
 
 
 class RawEvent(NamedTuple):
@@ -91,7 +90,9 @@ class BaseBackend:
     # -- connection ----------------------------------------------------------
 
     async def connect(self) -> None:
-        """Open connections. Called again after a failure: drop broken state first."""
+        """Open connections. Called again after any connection error (a failed
+        publish, history read or ``receive()``), always after ``close()``: the hub
+        heals every connection this way, so no method needs to repair one itself."""
 
     async def close(self) -> None:
         """Close every connection; must not raise for connections already broken."""
@@ -106,12 +107,19 @@ class BaseBackend:
         """Send several events in order; override to pipeline them in one round trip."""
         return [await self.publish(channel, payload) for channel, payload in events]
 
-    async def subscribe(self, positions: Mapping[str, str | None]) -> None:
-        """Start receiving these channels.
+    async def subscribe(self, positions: Mapping[str, str | None]) -> Mapping[str, str]:
+        """Start receiving these channels; return their baselines.
 
         ``positions`` maps each channel to the id of the last event already
         received (after a reconnect) or ``None`` (start from now). A backend with
         history resumes after that id so a reconnect loses nothing.
+
+        A backend with history returns, for each channel given ``None``, the id
+        it started from (the newest retained event's id then, or the id that
+        sorts before every event of an empty channel): the hub keeps it and
+        passes it back after a reconnect, so events published during an outage
+        are not missed on a channel that had no event yet. Without history,
+        return ``{}``.
         """
         raise NotImplementedError
 
@@ -133,10 +141,7 @@ class BaseBackend:
     ) -> Sequence[RawEvent]:
         """Events of ``channel`` after ``since`` (all retained if ``None``), oldest
         first, at most the ``limit`` newest of them."""
-        raise HistoryNotSupported(
-            f"{type(self).__name__} ({self.alias!r}) keeps no history: since=, history= and "
-            "history() need a backend with history (memory, Redis Streams, PostgreSQL)"
-        )
+        raise HistoryNotSupported.on(self.alias, type(self))
 
     def id_order(self, event_id: str) -> tuple[int, ...]:
         """A sortable key for an event id; ids are ``"N"`` or ``"N-M"`` integers by default."""
@@ -147,47 +152,6 @@ class BaseBackend:
                 f"{event_id!r} is not an event id of {type(self).__name__}: pass an Event.id "
                 "this backend returned"
             ) from None
-
-
-def is_whole_number(value: object, minimum: int) -> bool:
-    """Whether ``value`` is an ``int`` (not a ``bool``) of at least ``minimum``."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
-def is_seconds(value: object) -> bool:
-    """Whether ``value`` is a number (not a ``bool``) greater than zero."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-
-
-def mask_password(location: str) -> str:
-    """``location`` with any password replaced by ``***``, safe for logs and output."""
-    try:
-        parts = urlsplit(location)
-        password = parts.password
-    except ValueError:
-        return "<unparsable location>"
-    if password is not None:
-        host = parts.netloc.rsplit("@", 1)[1]
-        user = f"{parts.username}:" if parts.username else ":"
-        parts = parts._replace(netloc=f"{user}***@{host}")
-    query = _PASSWORD_PARAM.sub(r"\1***", parts.query)
-    return urlunsplit(parts._replace(query=query))
-
-
-def redact(text: str, location: str) -> str:
-    """``text`` (an error message, say) with the password of ``location`` masked."""
-    try:
-        parts = urlsplit(location)
-        secrets = [parts.password, *_PASSWORD_PARAM.findall(parts.query)]
-    except ValueError:
-        return text
-    for secret in secrets:
-        if isinstance(secret, tuple):
-            secret = secret[1]
-        for form in {secret, unquote(secret or "")}:
-            if form:
-                text = text.replace(form, "***")
-    return text
 
 
 def location_error(message: str, hint: str) -> ConfigError:

@@ -14,8 +14,8 @@ from collections import deque
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
-from ..exceptions import ConfigError
-from .base import BackendConfig, BaseBackend, RawEvent, is_whole_number
+from ..options import is_whole_number, option_error
+from .base import BackendConfig, BaseBackend, RawEvent
 
 
 class _Store:
@@ -33,6 +33,20 @@ _stores_lock = threading.Lock()
 def _store(location: str) -> _Store:
     with _stores_lock:
         return _stores.setdefault(location, _Store())
+
+
+def disconnect(location: str = "") -> None:
+    """Make every memory backend on ``location`` lose its "connection" as a
+    networked one would: a waiting ``receive()`` raises ``ConnectionResetError``
+    and the app reconnects (resuming from its positions). For testing code that
+    must survive reconnections; the backend itself never disconnects."""
+    store = _store(location)
+    with store.lock:
+        backends = {b for group in store.subscribers.values() for b in group}
+    for backend in backends:
+        loop = backend._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(backend._lose_connection)
 
 
 class MemoryBackend(BaseBackend):
@@ -54,16 +68,14 @@ class MemoryBackend(BaseBackend):
     def check_options(cls, options: Mapping[str, Any]) -> None:
         size = options.get("HISTORY_SIZE", 1)
         if not is_whole_number(size, 0):
-            raise ConfigError(
-                f"OPTIONS['HISTORY_SIZE'] must be a whole number >= 0, not {size!r}",
-                check_id="django_broadcaster.E006",
-            )
+            raise option_error("HISTORY_SIZE", "a whole number >= 0", size)
 
     async def connect(self) -> None:
         self._loop = asyncio.get_running_loop()
 
     async def close(self) -> None:
         await self.unsubscribe(list(self._channels))
+        self._inbox.clear()  # undelivered: the next subscribe() resumes before them
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(ConnectionResetError("memory backend closed"))
 
@@ -98,14 +110,32 @@ class MemoryBackend(BaseBackend):
         if event.channel not in self._channels:
             return
         self._inbox.append(event)
+        self._wake()
+
+    def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    async def subscribe(self, positions: Mapping[str, str | None]) -> None:
+    def _lose_connection(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(ConnectionResetError("memory backend disconnected"))
+
+    async def subscribe(self, positions: Mapping[str, str | None]) -> Mapping[str, str]:
+        baselines: dict[str, str] = {}
         with self._store.lock:
-            for channel in positions:
+            for channel, position in positions.items():
+                key = self.wire_name(channel)
+                ring = self._store.rings.get(key, ())
+                if position is None:
+                    baselines[channel] = ring[-1].id if ring and ring[-1].id else "0"
+                else:  # resuming: what was published meanwhile comes first
+                    after = self.id_order(position)
+                    self._inbox.extend(e for e in ring if self.id_order(e.id or "0") > after)
                 self._channels.add(channel)
-                self._store.subscribers.setdefault(self.wire_name(channel), set()).add(self)
+                self._store.subscribers.setdefault(key, set()).add(self)
+        if self._inbox:
+            self._wake()
+        return baselines
 
     async def unsubscribe(self, channels: Collection[str]) -> None:
         with self._store.lock:

@@ -46,16 +46,9 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
 from ..exceptions import ConfigError
-from .base import (
-    BackendConfig,
-    BaseBackend,
-    RawEvent,
-    is_seconds,
-    is_whole_number,
-    location_error,
-    mask_password,
-    redact,
-)
+from ..masking import mask_password, redact
+from ..options import is_seconds, is_whole_number
+from .base import BackendConfig, BaseBackend, RawEvent, location_error
 
 logger = logging.getLogger("django_broadcaster")
 
@@ -180,7 +173,6 @@ class PostgresBackend(BaseBackend):
         self._listening: dict[str, _Names] = {}
         self._by_notify: dict[str, str] = {}
         self._last: dict[str, int] = {}
-        self._resume: dict[str, int] = {}
         self._inbox: deque[RawEvent] = deque()
         # receive() waits in a task that subscribe()/unsubscribe()/close() cancel
         # to get the LISTEN connection; _io keeps their statements apart.
@@ -401,8 +393,6 @@ class PostgresBackend(BaseBackend):
         self._closed = True
         self._epoch += 1
         self._changed.set()
-        # Resume points for the channels being listened, used by the next subscribe().
-        self._resume.update({c: i for c, i in self._last.items() if c in self._listening})
         self._listening.clear()
         self._by_notify.clear()
         self._last.clear()
@@ -667,29 +657,23 @@ class PostgresBackend(BaseBackend):
             self._busy -= 1
             self._changed.set()
 
-    async def subscribe(self, positions: Mapping[str, str | None]) -> None:
-        resume = self._resume
+    async def subscribe(self, positions: Mapping[str, str | None]) -> Mapping[str, str]:
+        baselines: dict[str, str] = {}
         async with self._exclusive() as conn:
             items = list(positions.items())
             for start in range(0, len(items), LISTEN_CHUNK):
-                await self._listen_to(conn, items[start : start + LISTEN_CHUNK], resume)
-        # Resume points served their one reconnect; stale ones must not outlive it.
-        self._resume = {}
+                chunk = items[start : start + LISTEN_CHUNK]
+                baselines.update(await self._listen_to(conn, chunk))
+        return baselines
 
     async def _listen_to(
         self,
         conn: Connection,
         items: Sequence[tuple[str, str | None]],
-        resume: Mapping[str, int],
-    ) -> None:
+    ) -> dict[str, str]:
+        """LISTEN to ``items`` (channel, position); the baselines of new channels."""
         names = {channel: self._names(channel) for channel, _ in items}
-        starts: dict[str, int] = {}
-        for channel, position in items:
-            after = resume.get(channel)
-            if position is not None:
-                after = max(after or 0, self._after(position))
-            if after is not None:
-                starts[channel] = after
+        starts = {c: self._after(position) for c, position in items if position is not None}
         fresh = [names[c].wire for c in names if c not in starts]
         by_wire = {n.wire: c for c, n in names.items()}
         # Under the channels' publish locks: every event committed before is
@@ -725,11 +709,14 @@ class PostgresBackend(BaseBackend):
         for channel, channel_names in names.items():
             self._listening[channel] = channel_names
             self._by_notify[channel_names.notify] = channel
+        baselines: dict[str, str] = {}
         for wire, top in baseline:
             self._last[by_wire[wire]] = top or 0
+            baselines[by_wire[wire]] = str(top or 0)
         self._last.update(starts)
         for wire, event_id, payload in replay:
             self._deliver(by_wire[wire], event_id, bytes(payload))
+        return baselines
 
     async def _check_rewind(
         self, conn: Connection, starts: dict[str, int], names: Mapping[str, _Names]
@@ -764,7 +751,6 @@ class PostgresBackend(BaseBackend):
         for channel in channels:
             names = self._listening.pop(channel, None)
             self._last.pop(channel, None)
-            self._resume.pop(channel, None)
             if names is not None:
                 self._by_notify.pop(names.notify, None)
                 notify.append(names.notify)

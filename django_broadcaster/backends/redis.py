@@ -57,15 +57,9 @@ else:  # redis-py depends on async-timeout before Python 3.11.3
     from async_timeout import timeout as _timeout  # type: ignore[import-not-found,no-redef]
 
 from ..exceptions import ConfigError
-from .base import (
-    BackendConfig,
-    BaseBackend,
-    RawEvent,
-    is_whole_number,
-    location_error,
-    mask_password,
-    redact,
-)
+from ..masking import mask_password, redact
+from ..options import is_whole_number
+from .base import BackendConfig, BaseBackend, RawEvent, location_error
 
 logger = logging.getLogger("django_broadcaster")
 
@@ -392,15 +386,16 @@ class RedisBackend(_RedisBackend):
         _raise_errors(await self._execute(*commands))
         return [None] * len(events)
 
-    async def subscribe(self, positions: Mapping[str, str | None]) -> None:
+    async def subscribe(self, positions: Mapping[str, str | None]) -> Mapping[str, str]:
         names = {self.wire_name(channel).encode(): channel for channel in positions}
         if not names:
-            return
+            return {}
         link = await self._ensure_link()
         self._names.update(names)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         await self._send(link, "SUBSCRIBE", list(names), future)
         await self._until(link, future)
+        return {}
 
     async def unsubscribe(self, channels: Collection[str]) -> None:
         names = [self.wire_name(channel).encode() for channel in channels]
@@ -545,10 +540,6 @@ class RedisStreamBackend(_RedisBackend):
         super().__init__(config)
         self._maxlen: int = self.options["MAXLEN"]
         self._streams: dict[str, str] = {}  # subscribed stream keys -> last id read
-        # Where the streams were read up to when the connection was lost, for
-        # the re-subscription after the reconnect: the hub knows no id for a
-        # channel that got no event yet, and "from now" would lose the outage.
-        self._resume: dict[str, str] = {}
         self._channels: dict[str, str] = {}  # subscribed stream keys -> channel names
         self._generation = 0  # bumped whenever the set of streams changes
         self._reader: AbstractConnection | None = None
@@ -577,7 +568,6 @@ class RedisStreamBackend(_RedisBackend):
     async def close(self) -> None:
         self._open = False
         await self._drop_reader()
-        self._resume.update(self._streams)
         self._streams.clear()
         self._channels.clear()
         idle, self._idle = self._idle, None
@@ -638,18 +628,14 @@ class RedisStreamBackend(_RedisBackend):
         commands = [self._xadd_args(channel, payload) for channel, payload in events]
         return [_text(event_id) for event_id in _raise_errors(await self._execute(*commands))]
 
-    async def subscribe(self, positions: Mapping[str, str | None]) -> None:
+    async def subscribe(self, positions: Mapping[str, str | None]) -> Mapping[str, str]:
         if not self._open:
             raise _Closed(f"{self.alias!r} is closed")
-        order = self.id_order
         keys = {self.wire_name(channel): channel for channel in positions}
         starts: dict[str, str] = {}
         for key, position in zip(keys, positions.values(), strict=True):
-            retained = self._resume.get(key)
-            if position is None or (retained is not None and order(retained) > order(position)):
-                position = retained
             if position is not None:
-                order(position)  # a ValueError for anything but a stream id
+                self.id_order(position)  # a ValueError for anything but a stream id
                 starts[key] = position
         unknown = [key for key in keys if key not in starts]
         if unknown:
@@ -667,12 +653,12 @@ class RedisStreamBackend(_RedisBackend):
                 starts[key] = entries[0][0] if entries else "0-0"
         self._streams.update(starts)
         self._channels.update(keys)
-        self._resume = {}  # served the re-subscription after a reconnect
         self._generation += 1
         idle, self._idle = self._idle, None
         if idle is not None and not idle.done():
             idle.set_result(None)
         await self._wake_reader()
+        return {keys[key]: starts[key] for key in unknown}
 
     async def _wake_reader(self) -> None:
         """Make an XREAD blocked on the old set of streams return, so the reader

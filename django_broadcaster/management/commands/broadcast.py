@@ -36,10 +36,10 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
 from django_broadcaster import Broadcast, Event, SubscriberLagged, broadcasts
-from django_broadcaster.backends.base import redact
 from django_broadcaster.config import DEFAULT_ALIAS
 from django_broadcaster.events import validate_channel_name
 from django_broadcaster.exceptions import BroadcastError
+from django_broadcaster.masking import redact
 
 T = TypeVar("T")
 

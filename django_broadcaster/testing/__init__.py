@@ -21,9 +21,9 @@ from typing import Any
 
 from django.test.utils import override_settings
 
-from .config import MEMORY_BACKEND, configured_backends
-from .events import Event
-from .handler import broadcasts
+from ..config import MEMORY_BACKEND, configured_backends
+from ..events import Event
+from ..handler import broadcasts
 
 _locations = itertools.count(1)
 
@@ -50,8 +50,8 @@ def capture(*channels: str, using: str = "default") -> Iterator[list[Event]]:
         if not channels or event.channel in channels:
             events.append(event)
 
-    front._observers.append(record)
+    front.observers.append(record)
     try:
         yield events
     finally:
-        front._observers.remove(record)
+        front.observers.remove(record)
