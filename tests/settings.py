@@ -21,7 +21,8 @@ DATABASES = {
         "USER": "postgres",
         "HOST": "127.0.0.1",
         "PORT": "5432",
-        "TEST": {"NAME": "test_django_broadcaster"},
+        # Separate names let several test runs share one PostgreSQL server.
+        "TEST": {"NAME": os.environ.get("BROADCASTER_TEST_DB_NAME", "test_django_broadcaster")},
     }
 }
 ROOT_URLCONF = "tests.urls"
