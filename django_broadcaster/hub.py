@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
 from .backends.base import BackendConfig, BaseBackend, RawEvent
+from .batching import PublishBatcher
 from .events import Event
 from .exceptions import BackendUnavailable
 from .masking import mask_password, redact
@@ -34,7 +35,6 @@ T = TypeVar("T")
 
 FIRST_RETRY_DELAY = 0.05
 MAX_RETRY_DELAY = 2.0
-PUBLISH_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -110,9 +110,7 @@ class Hub:
         self._generation = 0
         self._lost_at: float | None = None  # when the current outage was noticed
         self._reader: asyncio.Task[None] | None = None
-        self._publishing = False
-        self._queued: list[tuple[str, bytes, asyncio.Future[str | None]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._batcher = PublishBatcher(loop, self._send, self._closed_error)
         # Closed by the loop itself when it shuts down (asyncio.run, asgiref,
         # pytest-asyncio all call loop.shutdown_asyncgens()), so connections
         # never outlive their loop and "Event loop is closed" cannot happen.
@@ -363,39 +361,8 @@ class Hub:
     # -- publishing ----------------------------------------------------------
 
     async def publish(self, channel: str, payload: bytes) -> str | None:
-        """Publish; while a publish is in flight, later ones queue and go out in one batch."""
-        if self._publishing:
-            future: asyncio.Future[str | None] = self.loop.create_future()
-            self._queued.append((channel, payload, future))
-            return await future
-        self._publishing = True
-        try:
-            return (await self._send([(channel, payload)]))[0]
-        finally:
-            if self._queued:
-                self._flusher = self.loop.create_task(self._flush_queued())
-            else:
-                self._publishing = False
-
-    async def _flush_queued(self) -> None:
-        try:
-            while self._queued:
-                batch = self._queued[:PUBLISH_BATCH]
-                del self._queued[:PUBLISH_BATCH]
-                try:
-                    ids = await self._send([(channel, payload) for channel, payload, _ in batch])
-                except BaseException as exc:
-                    failure = exc if isinstance(exc, Exception) else self._closed_error()
-                    for *_, future in batch:
-                        if not future.done():
-                            future.set_exception(failure)
-                    raise
-                else:
-                    for (*_, future), event_id in zip(batch, ids, strict=True):
-                        if not future.done():
-                            future.set_result(event_id)
-        finally:
-            self._publishing = False
+        """Publish; concurrent publishes of this loop are batched (see `PublishBatcher`)."""
+        return await self._batcher.publish(channel, payload)
 
     async def _send(self, events: Sequence[tuple[str, bytes]]) -> list[str | None]:
         await self._start()
@@ -446,17 +413,14 @@ class Hub:
         self._subscribers.clear()
         for subscriber in subscribers:
             subscriber.hub_closed()
-        for *_, future in self._queued:
-            if not future.done():
-                future.set_exception(self._closed_error())
-        self._queued.clear()
         with suppress(Exception):
             await self.backend.close()
-        for task in (self._reader, self._flusher):
-            if task is not None and not task.done() and task is not asyncio.current_task():
-                task.cancel()
-                with suppress(BaseException):
-                    await task
+        await self._batcher.close()
+        reader = self._reader
+        if reader is not None and not reader.done() and reader is not asyncio.current_task():
+            reader.cancel()
+            with suppress(BaseException):
+                await reader
         self._on_close(self)
 
     def _closed_error(self) -> BackendUnavailable:

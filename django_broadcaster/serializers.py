@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from django.core.serializers.json import DjangoJSONEncoder
 
 from .exceptions import ConfigError
+from .options import option_error
 
 
 class Serializer(Protocol):
@@ -65,11 +66,7 @@ SERIALIZERS: dict[str, type[JSONSerializer] | type[MsgpackSerializer]] = {
 def get_serializer(name: object) -> Serializer:
     """Return the serializer registered as ``name``; a clear `ConfigError` otherwise."""
     if name not in SERIALIZERS:
-        raise ConfigError(
-            f"unknown SERIALIZER {name!r}",
-            check_id="django_broadcaster.E006",
-            hint=f"use one of: {', '.join(SERIALIZERS)}",
-        )
+        raise option_error("SERIALIZER", f"one of {', '.join(map(repr, SERIALIZERS))}", name)
     try:
         return SERIALIZERS[name]()  # type: ignore[index]
     except ImportError as exc:

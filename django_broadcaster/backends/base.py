@@ -18,7 +18,21 @@ from typing import Any, ClassVar, NamedTuple
 from django.core.checks import CheckMessage
 
 from ..exceptions import ConfigError, HistoryNotSupported
-from ..masking import mask_password
+from ..masking import mask_password, redact
+from ..options import is_seconds, is_whole_number, option_error
+
+__all__ = [
+    "BackendConfig",
+    "BaseBackend",
+    "RawEvent",
+    # A backend author's toolkit, defined where the core uses them:
+    "is_seconds",
+    "is_whole_number",
+    "location_error",
+    "mask_password",
+    "option_error",
+    "redact",
+]
 
 
 class RawEvent(NamedTuple):
