@@ -7,4 +7,6 @@ class BroadcasterConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, layer_checks  # noqa: F401  (register the system checks)
+        # Register the system checks.
+        from . import checks  # noqa: F401
+        from .layers import checks as layer_checks  # noqa: F401

@@ -30,8 +30,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from django_broadcaster import Broadcast
-from django_broadcaster.layer_checks import check_channel_layers
 from django_broadcaster.layers import BroadcastChannelLayer, LayerClosed
+from django_broadcaster.layers.checks import check_channel_layers
 
 from .conftest import make_bus
 from .layer_consumers import ROOM, ForgetfulConsumer, RoomConsumer, SyncRoomConsumer, app_for
@@ -581,7 +581,8 @@ async def test_thousand_connects_and_disconnects_leave_nothing_behind(
         await eventually(lambda: layer.status()["channels"] == 0)
         status = layer.status()
         assert (status["groups"], status["memberships"], status["queued"]) == (0, 0, 0)
-        state = layer._states[asyncio.get_running_loop()]
+        state = layer._states.find(asyncio.get_running_loop())
+        assert state is not None
         assert set(state.sinks) == {state.process_topic}
         hub = front.hubs.current()
         await eventually(lambda: set(hub.upstream) == {state.process_topic})
@@ -664,9 +665,7 @@ async def test_several_event_loops_in_one_process(bus: Broadcast) -> None:
         return await layer.receive(channel)  # owned by the test's loop
 
     waiting = asyncio.ensure_future(run_in_new_loop(receive_there()))
-    await eventually(
-        lambda: bool(layer._states[asyncio.get_running_loop()].inboxes[channel].waiters)
-    )
+    await eventually(lambda: bool(layer._state().inboxes[channel].waiters))
     await layer.send(channel, {"type": "for.the.thread"})
     assert (await asyncio.wait_for(waiting, TIMEOUT))["type"] == "for.the.thread"
     await layer.close()
@@ -772,6 +771,22 @@ def test_config_from_settings_and_checks() -> None:
             "django_broadcaster.W001",
             "CHANNEL_LAYERS['redisish']['CONFIG']: CONFIG key 'prefix' is ignored",
         ),
+    ]
+
+
+class TunedLayer(BroadcastChannelLayer):
+    """A project's subclass of the layer."""
+
+
+def test_checks_cover_subclasses_of_the_layer() -> None:
+    layers = {"tuned": {"BACKEND": f"{__name__}.TunedLayer", "CONFIG": {"capacity": 0}}}
+    with override_settings(CHANNEL_LAYERS=layers):
+        messages = check_channel_layers()
+    assert [(m.id, m.msg) for m in messages] == [
+        (
+            "django_broadcaster.E010",
+            "CHANNEL_LAYERS['tuned']['CONFIG']: 'capacity' must be a whole number >= 1, not 0",
+        )
     ]
 
 

@@ -14,6 +14,7 @@ django_broadcaster.W001     a channels_redis key (``hosts``, ``prefix``,
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -21,13 +22,19 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 from django.utils.module_loading import import_string
 
-from .exceptions import ConfigError
-from .front import Broadcast
-from .options import is_seconds, is_whole_number
+from ..config import configured_backends
+from ..exceptions import ConfigError
+from ..front import Broadcast
+from ..options import is_seconds, is_whole_number
 
+#: The path settings name the layer by.
 LAYER_PATH = "django_broadcaster.layers.BroadcastChannelLayer"
-ERROR_ID = "django_broadcaster.E010"
-WARNING_ID = "django_broadcaster.W001"
+#: The module that defines it (loaded already when a subclass of it was imported).
+LAYER_MODULE = f"{__package__}.layer"
+#: The system check id of a wrong layer CONFIG.
+CONFIG_CHECK_ID = "django_broadcaster.E010"
+#: The system check id of an ignored channels_redis key.
+IGNORED_KEY_CHECK_ID = "django_broadcaster.W001"
 
 #: CONFIG keys the layer uses.
 ACCEPTED = ("using", "capacity", "expiry", "group_expiry", "channel_capacity")
@@ -80,23 +87,16 @@ def config_problems(config: object, *, check_alias: bool = True) -> list[Problem
         if check_alias:
             problems.extend(_alias_problems(using))
     elif not isinstance(using, Broadcast):  # an instance is fine when built in code
-        problems.append(Problem(True, f"'using' must be an alias string, not {using!r}"))
+        problems.append(_must_be("'using'", "an alias string", using))
     capacity = config.get("capacity", 100)
     if not is_whole_number(capacity, 1):
-        problems.append(Problem(True, f"'capacity' must be a whole number >= 1, not {capacity!r}"))
+        problems.append(_must_be("'capacity'", "a whole number >= 1", capacity))
     for key in ("expiry", "group_expiry"):
         if key in config and not is_seconds(config[key]):
-            problems.append(
-                Problem(True, f"{key!r} must be a number of seconds > 0, not {config[key]!r}")
-            )
+            problems.append(_must_be(repr(key), "a number of seconds > 0", config[key]))
     capacities = config.get("channel_capacity") or {}
     if not isinstance(capacities, Mapping):
-        problems.append(
-            Problem(
-                True,
-                f"'channel_capacity' must be a dict of pattern -> capacity, not {capacities!r}",
-            )
-        )
+        problems.append(_must_be("'channel_capacity'", "a dict of pattern -> capacity", capacities))
     else:
         for pattern, value in capacities.items():
             if not (isinstance(pattern, str) or hasattr(pattern, "match")):
@@ -109,17 +109,17 @@ def config_problems(config: object, *, check_alias: bool = True) -> list[Problem
                 )
             if not is_whole_number(value, 1):
                 problems.append(
-                    Problem(
-                        True,
-                        f"channel_capacity[{pattern!r}] must be a whole number >= 1, not {value!r}",
-                    )
+                    _must_be(f"channel_capacity[{pattern!r}]", "a whole number >= 1", value)
                 )
     return problems
 
 
-def _alias_problems(using: str) -> list[Problem]:
-    from .config import configured_backends
+def _must_be(name: str, requirement: str, value: object) -> Problem:
+    """The error "<name> must be <requirement>, not <value>", worded like `option_error`."""
+    return Problem(True, f"{name} must be {requirement}, not {value!r}")
 
+
+def _alias_problems(using: str) -> list[Problem]:
     try:
         aliases = configured_backends()
     except ConfigError:
@@ -144,8 +144,11 @@ def _is_broadcast_layer(path: object) -> bool:
         backend = import_string(path)
     except ImportError:
         return False  # Channels reports it when it builds the layer
-    return isinstance(backend, type) and any(
-        f"{cls.__module__}.{cls.__qualname__}" == LAYER_PATH for cls in backend.__mro__
+    layer = sys.modules.get(LAYER_MODULE)
+    return (
+        layer is not None
+        and isinstance(backend, type)
+        and issubclass(backend, layer.BroadcastChannelLayer)
     )
 
 
@@ -167,7 +170,7 @@ def check_channel_layers(
             for problem in config_problems(entry[key]):
                 text = f"{where}: {problem.message}"
                 if problem.error:
-                    messages.append(Error(text, hint=problem.hint, id=ERROR_ID))
+                    messages.append(Error(text, hint=problem.hint, id=CONFIG_CHECK_ID))
                 else:
-                    messages.append(Warning(text, hint=problem.hint, id=WARNING_ID))
+                    messages.append(Warning(text, hint=problem.hint, id=IGNORED_KEY_CHECK_ID))
     return messages

@@ -1,0 +1,58 @@
+"""A Django Channels channel layer on the broadcast bus: `BroadcastChannelLayer`.
+
+Names map onto broadcast channels like this::
+
+    group G                    -> broadcast channel G, carrying the message dict as is
+    process-specific channel   -> "layer:p:<client>", one per layer per event loop
+    normal channel N           -> "layer:c:N"
+
+so ``group_send(G, msg)`` is ``apublish(G, msg)`` and anything published on G
+reaches the group's consumers. ``:`` cannot occur in a Channels name, so the
+layer's own broadcast channels never collide with a group.
+
+A channel whose ``receive()`` was cancelled (a consumer that went away) and is
+not received on again within ``expiry`` seconds is released with its group
+memberships; so is a channel that has been empty and unread for ``expiry``.
+See docs/channel-layer.rst for the semantics and the channels_redis migration.
+
+The modules:
+
+- `layer`: `BroadcastChannelLayer`, the public API; routes each call to the
+  right event loop's state;
+- `loop_state`: `LoopLayer`, the layer's queues, groups and subscriptions on one
+  event loop, and their housekeeping;
+- `inbox`: `Inbox`, one channel's bounded queue;
+- `sink`: `Sink`, the hub subscriber that feeds one broadcast channel to a loop;
+- `checks`: validation of the layer's ``CONFIG``, shared by the constructor and
+  the system check.
+
+The names below are imported on first use: the app loads `checks` for its
+system check even when Channels is not installed.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from channels.exceptions import ChannelFull
+
+    from .layer import BroadcastChannelLayer
+    from .loop_state import LayerClosed
+
+__all__ = ["BroadcastChannelLayer", "ChannelFull", "LayerClosed"]
+
+#: Where each exported name is defined.
+_HOMES = {
+    "BroadcastChannelLayer": f"{__name__}.layer",
+    "ChannelFull": "channels.exceptions",
+    "LayerClosed": f"{__name__}.loop_state",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(home), name)

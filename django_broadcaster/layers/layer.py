@@ -1,0 +1,265 @@
+"""`BroadcastChannelLayer`: the public Channels layer, routing each call to a `LoopLayer`.
+
+Calls made on asgiref's throwaway loops (``async_to_sync`` outside a server) run
+on the process's bridge loop instead (`loops.on_lasting_loop`), like the rest of
+the broadcast API. A process-specific channel belongs to the loop whose
+`new_channel` made it (its ``<client>`` part); operations on it from another
+loop of the same process run on the owner's loop, from another process they
+travel over the bus as envelopes on the owner's ``layer:p:<client>`` channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import warnings
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from channels.layers import BaseChannelLayer
+from django.core.exceptions import ImproperlyConfigured
+
+from .. import loops
+from ..front import Broadcast
+from ..handler import broadcasts
+from .checks import config_problems
+from .inbox import Message
+from .loop_state import NORMAL_TOPIC, PROCESS_TOPIC, LoopLayer, client_of
+
+
+class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
+    """A Channels layer whose groups are broadcast channels of ``BROADCAST_BACKENDS[using]``.
+
+    CONFIG: ``using`` (alias, default ``"default"``; a `Broadcast` also works when
+    built in code), ``capacity``, ``channel_capacity``, ``expiry``, ``group_expiry``
+    as in channels_redis. ``hosts``, ``prefix`` and ``serializer_format`` are
+    ignored with a warning; ``symmetric_encryption_keys`` is refused.
+    """
+
+    extensions = ["groups", "flush"]
+
+    def __init__(
+        self,
+        using: str | Broadcast = "default",
+        expiry: float = 60,
+        group_expiry: float = 86400,
+        capacity: int = 100,
+        channel_capacity: dict[Any, int] | None = None,
+        **channels_redis_options: Any,
+    ) -> None:
+        config = {
+            "using": using,
+            "expiry": expiry,
+            "group_expiry": group_expiry,
+            "capacity": capacity,
+            "channel_capacity": channel_capacity,
+            **channels_redis_options,
+        }
+        problems = config_problems(config, check_alias=isinstance(using, str))
+        errors = [p.message + (f" ({p.hint})" if p.hint else "") for p in problems if p.error]
+        if errors:
+            raise ImproperlyConfigured(f"BroadcastChannelLayer: {'; '.join(errors)}")
+        for problem in problems:
+            warnings.warn(
+                f"BroadcastChannelLayer: {problem.message}: {problem.hint}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        super().__init__(expiry=expiry, capacity=capacity)
+        self.group_expiry = group_expiry
+        self.channel_capacity = self.compile_capacities(channel_capacity or {})
+        self.using = using
+        self._states: loops.PerLoop[LoopLayer] = loops.PerLoop(self._new_state)
+
+    def __repr__(self) -> str:
+        alias = self.using.alias if isinstance(self.using, Broadcast) else self.using
+        return f"<{type(self).__name__} using={alias!r}>"
+
+    # -- per-loop state ----------------------------------------------------------
+
+    def _front(self) -> Broadcast:
+        return self.using if isinstance(self.using, Broadcast) else broadcasts[self.using]
+
+    def _new_state(self, loop: asyncio.AbstractEventLoop) -> LoopLayer:
+        return LoopLayer(self, self._front(), loop)
+
+    def _state(self) -> LoopLayer:
+        """The running loop's state, made anew if it was closed or its `Broadcast`
+        was replaced (``BROADCAST_BACKENDS`` changed)."""
+        state = self._states.get()
+        if state.closed or state.front is not self._front():
+            state.retire()
+            self._states.discard(state.loop, state)
+            state = self._states.get()
+        elif state.stale:
+            state.resync()
+        return state
+
+    def _owner(self, channel: str) -> LoopLayer | None:
+        """The live state on another loop of this process that owns ``channel``."""
+        client = client_of(channel)
+        for state in self._states.values():
+            if state.client == client and not state.closed and state.loop.is_running():
+                return state
+        return None
+
+    # -- channel layer API -------------------------------------------------------
+
+    def _check_message(self, message: object) -> None:
+        if not isinstance(message, dict):
+            raise TypeError(f"channel layer messages are dicts, not {type(message).__name__}")
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        """A new process-specific channel name: ``<prefix>.<client>!<random>``."""
+        return await loops.on_lasting_loop(self._new_channel(prefix))
+
+    async def _new_channel(self, prefix: str) -> str:
+        state = self._state()
+        separator = "" if prefix.endswith(".") else "."
+        name = f"{prefix}{separator}{state.client}!{secrets.token_hex(8)}"
+        self.require_valid_channel_name(name)
+        state.wants_process_topic = True
+        await state.subscribe(state.process_topic)
+        state.open_inbox(name, own=True)
+        return name
+
+    async def send(self, channel: str, message: Message) -> None:
+        """Send ``message`` to ``channel``; `ChannelFull` if its queue here is full."""
+        self._check_message(message)
+        self.require_valid_channel_name(channel)
+        await loops.on_lasting_loop(self._send(channel, message))
+
+    async def _send(self, channel: str, message: Message) -> None:
+        state = self._state()
+        if "!" in channel:
+            client = client_of(channel)
+            if client == state.client:
+                state.send_local(state.open_inbox(channel, own=True), _copy(state.front, message))
+                return
+            owner = self._owner(channel)
+            if owner is not None:
+                await loops.run_on(owner.loop, self._send(channel, message))
+                return
+            envelope = {"op": "send", "to": channel, "message": message}
+            await state.front.apublish(PROCESS_TOPIC + client, envelope)
+            return
+        copied = _copy(state.front, message)
+        inbox = state.open_inbox(channel, own=False)
+        state.send_local(inbox, copied)  # drops the oldest instead when nobody receives here
+        await state.front.apublish(
+            NORMAL_TOPIC + channel, {"from": state.client, "message": message}
+        )
+
+    async def receive(self, channel: str) -> Message:
+        """The next message on ``channel``, waiting for one."""
+        self.require_valid_channel_name(channel)
+        return await loops.on_lasting_loop(self._receive(channel))
+
+    async def _receive(self, channel: str) -> Message:
+        state = self._state()
+        if "!" in channel:
+            if client_of(channel) != state.client:
+                owner = self._owner(channel)
+                if owner is None:
+                    raise ValueError(
+                        f"cannot receive on {channel!r}: a process-specific channel is "
+                        "received by the process (and event loop) whose new_channel() made it"
+                    )
+                return await loops.run_on(owner.loop, self._receive(channel))
+            inbox = state.open_inbox(channel, own=True)
+        else:
+            inbox = state.open_inbox(channel, own=False)
+            if not inbox.claimed:
+                inbox = await state.claim(inbox)
+        return await state.receive(inbox)
+
+    async def group_add(self, group: str, channel: str) -> None:
+        """Add ``channel`` to ``group``; returns once the group's subscription is live."""
+        self.require_valid_group_name(group)
+        self.require_valid_channel_name(channel)
+        await loops.on_lasting_loop(self._group_op("group_add", group, channel))
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        """Remove ``channel`` from ``group`` (nothing happens if it is not in it)."""
+        self.require_valid_channel_name(channel)
+        self.require_valid_group_name(group)
+        await loops.on_lasting_loop(self._group_op("group_discard", group, channel))
+
+    async def _group_op(self, op: str, group: str, channel: str) -> None:
+        state = self._state()
+        own = "!" in channel
+        if own and client_of(channel) != state.client:
+            owner = self._owner(channel)
+            if owner is not None:
+                await loops.run_on(owner.loop, self._group_op(op, group, channel))
+                return
+            # Its process applies it when the envelope arrives.
+            envelope = {"op": op, "group": group, "to": channel}
+            await state.front.apublish(PROCESS_TOPIC + client_of(channel), envelope)
+            return
+        if op == "group_add":
+            await state.join(group, state.open_inbox(channel, own=own))
+        else:
+            inbox = state.inboxes.get(channel)
+            if inbox is not None:
+                await state.leave(group, inbox)
+
+    async def group_send(self, group: str, message: Message) -> None:
+        """Publish ``message`` on broadcast channel ``group``: every member channel on
+        every host gets it (a member whose queue is full misses it), and so does every
+        ``broadcast.subscribe(group)``."""
+        self._check_message(message)
+        self.require_valid_group_name(group)
+        await loops.on_lasting_loop(self._front().apublish(group, message))
+
+    # -- flush extension and shutdown ------------------------------------------
+
+    async def _each_state(self, action: Callable[[LoopLayer], Coroutine[Any, Any, None]]) -> None:
+        current = asyncio.get_running_loop()
+        for state in self._states.values():
+            if state.loop is current:
+                await action(state)
+            elif state.loop.is_running():
+                await loops.run_on(state.loop, action(state))
+
+    async def flush(self) -> None:
+        """Drop every queued message, group membership and unused channel of this
+        layer, in this process (other processes keep theirs)."""
+        await self._each_state(LoopLayer.flush)
+
+    async def close(self) -> None:
+        """Release this layer's subscriptions and state on every event loop; a pending
+        ``receive()`` raises `LayerClosed`. The layer can be used again afterwards.
+        The broadcast connections are shared and stay open (see ``broadcasts``)."""
+        await self._each_state(LoopLayer.close)
+        for loop, state in self._states.items():
+            if state.closed or loop.is_closed():
+                self._states.discard(loop, state)
+
+    async def close_pools(self) -> None:
+        """`close`, under the name channels_redis users call."""
+        await self.close()
+
+    def status(self) -> dict[str, int]:
+        """Counters summed over event loops: channels, groups, memberships, subscriptions,
+        queued messages, messages dropped on full queues and expired messages."""
+        states = self._states.values()
+        total = {"loops": len(states), **dict.fromkeys(LoopLayer.STATUS_KEYS, 0)}
+        for state in states:
+            for key, value in state.status().items():
+                total[key] = total.get(key, 0) + value
+        return total
+
+
+def _copy(front: Broadcast, message: Message) -> Message:
+    """``message`` through the bus's serializer: the value a remote receiver would
+    get, and an error now for what could not cross the bus."""
+    serializer = front.serializer
+    try:
+        payload = serializer.dumps(message)
+    except TypeError as exc:
+        raise TypeError(
+            f"the message cannot be encoded as {serializer.name} ({exc}); nothing was sent"
+        ) from exc
+    copied: Message = serializer.loads(payload)
+    return copied

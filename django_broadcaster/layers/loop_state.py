@@ -1,0 +1,416 @@
+"""`LoopLayer`: the channel layer's state on one event loop.
+
+It holds that loop's channel queues (`Inbox`), group memberships and broadcast
+subscriptions (`Sink`): one subscription per group however many local channels
+joined it, with the fan-out to their queues done synchronously in the hub's
+reader (no task or queue per member). A housekeeping timer expires messages and
+memberships and releases channels that went idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Coroutine
+from contextlib import suppress
+from typing import Any, Protocol
+
+from channels.exceptions import ChannelFull
+
+from ..events import Event
+from ..front import Broadcast
+from .inbox import Inbox, Message
+from .sink import Handler, Sink
+
+logger = logging.getLogger("django_broadcaster.layers")
+
+#: The broadcast channel of one layer's process-specific channels on one loop: + client.
+PROCESS_TOPIC = "layer:p:"
+#: The broadcast channel of a normal channel: + its name.
+NORMAL_TOPIC = "layer:c:"
+
+
+class LayerClosed(RuntimeError):
+    """Raised in a pending ``receive()`` when the layer is closed under it."""
+
+
+class Limits(Protocol):
+    """The layer settings a `LoopLayer` reads (the layer itself provides them)."""
+
+    expiry: float
+    group_expiry: float
+
+    def get_capacity(self, channel: str) -> int: ...
+
+
+def client_of(channel: str) -> str:
+    """The ``<client>`` of a process-specific name ``<prefix>.<client>!<token>``."""
+    return channel.partition("!")[0].rpartition(".")[2]
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+class LoopLayer:
+    """The layer's state on one event loop. Touched only from that loop
+    (`status` excepted), for one `Broadcast`."""
+
+    def __init__(self, limits: Limits, front: Broadcast, loop: asyncio.AbstractEventLoop) -> None:
+        self.limits = limits
+        self.front = front
+        self.loop = loop
+        self.client = secrets.token_hex(6)
+        self.process_topic = PROCESS_TOPIC + self.client
+        self.inboxes: dict[str, Inbox] = {}
+        self.groups: dict[str, dict[Inbox, float]] = {}
+        self.sinks: dict[str, Sink] = {}
+        #: Inboxes without a pending receive(): the only ones the sweep looks at.
+        self.idle: set[Inbox] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.timer: asyncio.TimerHandle | None = None
+        self.next_group_scan = 0.0
+        self.wants_process_topic = False
+        self.stale = False
+        self.closed = False
+        self.dropped_full = 0
+        self.expired = 0
+
+    # -- subscriptions ---------------------------------------------------------
+
+    def handler_for(self, topic: str) -> Handler:
+        """What handles the events of broadcast channel ``topic``."""
+        if topic == self.process_topic:
+            return self.on_process_event
+        if topic.startswith(NORMAL_TOPIC):
+            return self.on_normal_event
+        return self.on_group_event
+
+    def open_sink(self, topic: str) -> Sink:
+        """The sink of ``topic``, started (not awaited) if there was none."""
+        sink = self.sinks.get(topic)
+        if sink is None:
+            sink = self.sinks[topic] = Sink(
+                self.front.hubs, topic, self.handler_for(topic), self.sink_ended
+            )
+            sink.ready = self.loop.create_task(sink.open())
+            sink.ready.add_done_callback(_retrieve)
+        return sink
+
+    async def subscribe(self, topic: str) -> None:
+        """Subscribe to ``topic`` unless already done; return once the backend confirmed."""
+        sink = self.open_sink(topic)
+        assert sink.ready is not None
+        try:
+            await asyncio.shield(sink.ready)
+        except BaseException:
+            if sink.ready.done() and self.sinks.get(topic) is sink:
+                del self.sinks[topic]
+            raise
+
+    async def unsubscribe(self, topic: str) -> None:
+        """Stop subscribing to ``topic``, waiting for it."""
+        sink = self.sinks.pop(topic, None)
+        if sink is not None:
+            await sink.close()
+
+    def unsubscribe_soon(self, topic: str) -> None:
+        """Stop subscribing to ``topic`` in the background."""
+        sink = self.sinks.pop(topic, None)
+        if sink is not None:
+            self.spawn(sink.close())
+
+    def sink_ended(self, sink: Sink) -> None:
+        """The hub closed (``Broadcast.aclose()``, say): re-subscribe on the next call."""
+        if self.sinks.get(sink.topic) is sink:
+            del self.sinks[sink.topic]
+            self.stale = True
+
+    def resync(self) -> None:
+        """Subscribe again to everything wanted here (after `sink_ended`)."""
+        self.stale = False
+        wanted = set(self.groups)
+        wanted.update(NORMAL_TOPIC + inbox.name for inbox in self.inboxes.values() if inbox.claimed)
+        if self.wants_process_topic:
+            wanted.add(self.process_topic)
+        for topic in wanted:
+            self.open_sink(topic)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` in the background; `close` waits for it."""
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(_retrieve)
+
+    # -- incoming events (called synchronously by the hub's reader) -----------
+
+    def on_group_event(self, group: str, event: Event) -> None:
+        """Queue a group message on every member channel here."""
+        members = self.groups.get(group)
+        if not members:
+            return
+        message = event.message
+        if not isinstance(message, dict):
+            logger.warning(
+                "skipped a %s published on group %r: channel layer messages are dicts",
+                type(message).__name__,
+                group,
+            )
+            return
+        now = time.monotonic()
+        deadline = now + self.limits.expiry
+        full = 0
+        for inbox in members:
+            if not inbox.put(message, deadline, now):
+                full += 1
+        if full:
+            self.dropped_full += full
+            logger.info("%d of %d channels over capacity in group %s", full, len(members), group)
+
+    def on_process_event(self, topic: str, event: Event) -> None:
+        """Apply an envelope another loop or process sent to a channel of ours."""
+        envelope = event.message
+        if not isinstance(envelope, dict):
+            return
+        name, op, group = envelope.get("to"), envelope.get("op"), envelope.get("group")
+        if not (isinstance(name, str) and "!" in name and client_of(name) == self.client):
+            return
+        if op == "send":
+            self.deliver(self.open_inbox(name, own=True), envelope.get("message"))
+        elif op == "group_add" and isinstance(group, str):
+            self.spawn(self.join(group, self.open_inbox(name, own=True)))
+        elif op == "group_discard" and isinstance(group, str) and name in self.inboxes:
+            self.spawn(self.leave(group, self.inboxes[name]))
+
+    def on_normal_event(self, topic: str, event: Event) -> None:
+        """Queue a message another loop or process sent to a normal channel."""
+        envelope = event.message
+        if not isinstance(envelope, dict) or envelope.get("from") == self.client:
+            return  # ours: queued here when it was sent
+        inbox = self.inboxes.get(topic[len(NORMAL_TOPIC) :])
+        if inbox is not None:
+            self.deliver(inbox, envelope.get("message"))
+
+    def deliver(self, inbox: Inbox, message: object) -> bool:
+        """Queue an incoming ``message``; ``False`` (counted, logged) when dropped."""
+        if not isinstance(message, dict):
+            return False
+        now = time.monotonic()
+        if inbox.put(message, now + self.limits.expiry, now):
+            return True
+        self.dropped_full += 1
+        logger.info("channel %s is over capacity; a message was dropped", inbox.name)
+        return False
+
+    # -- channels ----------------------------------------------------------------
+
+    def open_inbox(self, name: str, *, own: bool) -> Inbox:
+        """The inbox of channel ``name``, made if needed."""
+        inbox = self.inboxes.get(name)
+        if inbox is None:
+            now = time.monotonic()
+            inbox = self.inboxes[name] = Inbox(name, self.limits.get_capacity(name), now, own)
+            self.idle.add(inbox)
+            self.arm()
+        return inbox
+
+    def send_local(self, inbox: Inbox, message: Message) -> None:
+        """Queue a message sent from this loop; `ChannelFull` when it cannot be."""
+        now = time.monotonic()
+        if not inbox.put(message, now + self.limits.expiry, now):
+            raise ChannelFull(inbox.name)
+
+    async def receive(self, inbox: Inbox) -> Message:
+        """The next message of ``inbox``, waiting for one."""
+        loop = self.loop
+        try:
+            while True:
+                now = time.monotonic()
+                self.expired += inbox.purge(now)
+                if inbox.messages:
+                    message = inbox.messages.popleft()[1]
+                    if inbox.messages and inbox.waiters:
+                        inbox.wake()
+                    return dict(message)
+                waiter: asyncio.Future[None] = loop.create_future()
+                inbox.waiters.append(waiter)
+                inbox.abandoned = False
+                self.idle.discard(inbox)
+                try:
+                    await waiter
+                except asyncio.CancelledError:
+                    with suppress(ValueError):
+                        inbox.waiters.remove(waiter)
+                    if waiter.done() and not waiter.cancelled():
+                        inbox.wake()  # we were handed a message: hand it on
+                    if not inbox.waiters:
+                        inbox.abandoned = True
+                    raise
+        finally:
+            if not inbox.waiters:
+                inbox.last_active = time.monotonic()
+                if self.inboxes.get(inbox.name) is inbox:
+                    self.idle.add(inbox)
+
+    async def claim(self, inbox: Inbox) -> Inbox:
+        """Receive ``inbox``'s normal channel here: subscribe to its broadcast channel."""
+        await self.subscribe(NORMAL_TOPIC + inbox.name)
+        inbox = self.open_inbox(inbox.name, own=False)
+        inbox.claimed = True
+        return inbox
+
+    # -- groups ------------------------------------------------------------------
+
+    async def join(self, group: str, inbox: Inbox) -> None:
+        """Add ``inbox`` to ``group``, subscribing to the group first if needed."""
+        if group not in self.groups:
+            await self.subscribe(group)
+            inbox = self.open_inbox(inbox.name, own=inbox.own)
+        members = self.groups.setdefault(group, {})
+        members[inbox] = time.monotonic()
+        inbox.groups.add(group)
+
+    async def leave(self, group: str, inbox: Inbox) -> None:
+        """Remove ``inbox`` from ``group``; release what nobody uses any more."""
+        members = self.groups.get(group)
+        if members is None or members.pop(inbox, None) is None:
+            return
+        inbox.groups.discard(group)
+        if not members:
+            del self.groups[group]
+            await self.unsubscribe(group)
+        if not (inbox.own or inbox.claimed or inbox.groups or inbox.messages or inbox.waiters):
+            self.forget(inbox)
+
+    def forget(self, inbox: Inbox) -> None:
+        """Release ``inbox``: its queue, its group memberships and its subscription."""
+        if self.inboxes.get(inbox.name) is inbox:
+            del self.inboxes[inbox.name]
+        self.idle.discard(inbox)
+        inbox.messages.clear()
+        for group in inbox.groups:
+            members = self.groups.get(group)
+            if members is not None:
+                members.pop(inbox, None)
+                if not members:
+                    del self.groups[group]
+                    self.unsubscribe_soon(group)
+        inbox.groups.clear()
+        if inbox.claimed:
+            inbox.claimed = False
+            self.unsubscribe_soon(NORMAL_TOPIC + inbox.name)
+
+    # -- housekeeping ------------------------------------------------------------
+
+    def arm(self) -> None:
+        """Schedule the next `sweep` unless one is due."""
+        if self.timer is None and not self.closed:
+            tick = min(max(self.limits.expiry / 4, 0.01), 1.0)
+            self.timer = self.loop.call_later(tick, self.sweep)
+
+    def sweep(self) -> None:
+        """Expire messages and memberships; release channels that went idle."""
+        self.timer = None
+        if self.closed:
+            return
+        now = time.monotonic()
+        expiry = self.limits.expiry
+        for inbox in list(self.idle):
+            if inbox.waiters:
+                self.idle.discard(inbox)
+                continue
+            self.expired += inbox.purge(now)
+            if now - inbox.last_active < expiry:
+                continue
+            if inbox.abandoned or not (inbox.groups or inbox.messages):
+                self.forget(inbox)
+            elif inbox.claimed:
+                inbox.claimed = False
+                self.unsubscribe_soon(NORMAL_TOPIC + inbox.name)
+        if now >= self.next_group_scan:
+            group_expiry = self.limits.group_expiry
+            self.next_group_scan = now + min(max(group_expiry / 4, 0.01), 60.0)
+            for group, members in list(self.groups.items()):
+                for inbox, joined in list(members.items()):
+                    if now - joined >= group_expiry:
+                        del members[inbox]
+                        inbox.groups.discard(group)
+                if not members:
+                    del self.groups[group]
+                    self.unsubscribe_soon(group)
+        if self.inboxes:
+            self.arm()
+
+    async def flush(self) -> None:
+        """Forget every message, membership and channel; channels with a pending
+        ``receive()`` stay (empty), so their receivers keep working."""
+        for members in self.groups.values():
+            for inbox in members:
+                inbox.groups.clear()
+        self.groups.clear()
+        for inbox in list(self.inboxes.values()):
+            inbox.messages.clear()
+            if not inbox.waiters:
+                inbox.claimed = False
+                del self.inboxes[inbox.name]
+                self.idle.discard(inbox)
+        wanted = {NORMAL_TOPIC + i.name for i in self.inboxes.values() if i.claimed}
+        if self.wants_process_topic:
+            wanted.add(self.process_topic)
+        for topic in [t for t in self.sinks if t not in wanted]:
+            await self.unsubscribe(topic)
+
+    def retire(self) -> None:
+        """Stop serving (its `Broadcast` was replaced); release subscriptions in the
+        background. Queued messages and pending ``receive()`` calls are left as they are."""
+        self.closed = True
+        for topic in list(self.sinks):
+            self.unsubscribe_soon(topic)
+
+    async def close(self) -> None:
+        """Release everything; pending ``receive()`` calls raise `LayerClosed`."""
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        for inbox in self.inboxes.values():
+            for waiter in inbox.waiters:
+                if not waiter.done():
+                    waiter.set_exception(LayerClosed("the channel layer was closed"))
+            inbox.waiters.clear()
+        self.inboxes.clear()
+        self.idle.clear()
+        self.groups.clear()
+        for topic in list(self.sinks):
+            await self.unsubscribe(topic)
+        for task in list(self.tasks):
+            with suppress(Exception, asyncio.CancelledError):
+                await task
+
+    STATUS_KEYS = (
+        "channels",
+        "groups",
+        "memberships",
+        "subscriptions",
+        "queued",
+        "dropped_full",
+        "expired",
+    )
+
+    def status(self) -> dict[str, int]:
+        """This loop's counters (`STATUS_KEYS`)."""
+        # May run on another thread: copy before iterating.
+        inboxes, groups = list(self.inboxes.values()), list(self.groups.values())
+        return {
+            "channels": len(inboxes),
+            "groups": len(groups),
+            "memberships": sum(len(members) for members in groups),
+            "subscriptions": sum(1 for sink in list(self.sinks.values()) if sink.confirmed),
+            "queued": sum(len(inbox.messages) for inbox in inboxes),
+            "dropped_full": self.dropped_full,
+            "expired": self.expired,
+        }
