@@ -555,6 +555,39 @@ async def test_close_ends_a_pending_receive_promptly(name: str) -> None:
         await asyncio.wait_for(backend.close(), 2)
 
 
+async def test_a_lost_command_connection_is_healed_by_reconnecting_only(
+    redis_server: Callable[..., RedisServer], name: str
+) -> None:
+    """The hub heals connections: once a command failed or was cancelled (its
+    reply may still be due), the backend raises one of its ``connection_errors``
+    instead of reopening a connection itself, until ``close()`` and ``connect()``."""
+    server = redis_server()
+    backend = backend_of(name, server.url)
+    await backend.connect()
+    try:
+        await backend.publish("a", b"1")
+        await asyncio.to_thread(server.restart)
+        for _ in range(2):  # the failure, then no connection of its own making
+            with pytest.raises(backend.connection_errors):
+                await backend.publish("a", b"2")
+        await backend.close()
+        await backend.connect()
+        await backend.publish("a", b"3")
+
+        publishing = asyncio.ensure_future(backend.publish("a", b"4"))
+        await asyncio.sleep(0)  # sent; its reply is due
+        publishing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await publishing
+        with pytest.raises(backend.connection_errors, match="cancelled"):
+            await backend.publish("a", b"5")
+        await backend.close()
+        await backend.connect()
+        await backend.publish("a", b"6")
+    finally:
+        await backend.close()
+
+
 # -- secrets and settings -------------------------------------------------------------
 
 SECRET = "s3cr3t-Pa55word"

@@ -1,0 +1,46 @@
+"""RESP on the backends' own connections: one round trip, and the shape of replies.
+
+These connections speak RESP2 and return bytes (``protocol=2``,
+``decode_responses=False``), so replies have one shape on every supported
+redis-py version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ResponseError
+
+
+async def round_trip(
+    connection: AbstractConnection, commands: Sequence[tuple[Any, ...]]
+) -> list[Any]:
+    """Send ``commands`` in one write and read their replies in order; an error
+    reply comes back as a `ResponseError` instance instead of being raised, so
+    the replies after it are still read."""
+    if len(commands) == 1:
+        await connection.send_command(*commands[0])
+    else:
+        await connection.send_packed_command(connection.pack_commands(commands))
+    replies: list[Any] = []
+    for _ in commands:
+        try:
+            replies.append(await connection.read_response(disconnect_on_error=False))
+        except ResponseError as exc:
+            replies.append(exc)
+    return replies
+
+
+def raise_errors(replies: list[Any]) -> list[Any]:
+    """``replies``, unless one is an error reply: then raise the first."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
+
+
+def text(value: bytes | str) -> str:
+    """A bulk string reply (an id, a type name) as ``str``."""
+    return value.decode() if isinstance(value, bytes) else value
