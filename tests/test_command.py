@@ -15,7 +15,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from django_broadcaster.management.commands.broadcast import parse_message, parse_since
+from django_broadcaster.cli.arguments import parse_message, parse_since
 
 from .backends import POSTGRES_URL, REDIS_URL
 from .command_helpers import Tail, command_env, private_database, run

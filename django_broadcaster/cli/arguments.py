@@ -1,0 +1,66 @@
+"""Command-line text into arguments of the broadcast API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from django.core.management.base import CommandError
+
+from ..events import validate_channel_name
+
+
+def parse_message(text: str) -> Any:
+    """``text`` as a JSON value when it parses, else the string itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_since(values: Sequence[str], channels: Sequence[str]) -> str | dict[str, str] | None:
+    """``--since`` values (``ID`` for every channel, or ``CHANNEL=ID``) as ``since=``."""
+    default: str | None = None
+    explicit: dict[str, str] = {}
+    for value in values:
+        channel, sep, event_id = value.rpartition("=")
+        if not sep:
+            if default is not None and default != value:
+                raise CommandError(
+                    f"--since given twice ({default!r}, {value!r}); "
+                    "use --since CHANNEL=ID to give each channel its own id"
+                )
+            default = value
+        elif channel not in channels:
+            raise CommandError(f"--since {value!r} names a channel that is not tailed")
+        elif not event_id:
+            raise CommandError(f"--since {value!r} has no event id after '='")
+        else:
+            explicit[channel] = event_id
+    if default is None and not explicit:
+        return None
+    if len(channels) == 1 and not explicit:
+        return default
+    since = {c: explicit.get(c, default) for c in channels}
+    return {c: i for c, i in since.items() if i is not None}
+
+
+def check_channel_name(channel: str) -> None:
+    """`CommandError` unless ``channel`` is a valid channel name."""
+    try:
+        validate_channel_name(channel)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def whole_number(text: str) -> int:
+    """An argparse ``type``: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
