@@ -729,3 +729,22 @@ async def test_failed_subscribe_raises_cleanly_and_leaves_nothing(name: str) -> 
         assert hub.subscribers == {} and hub.upstream == set()
     finally:
         await bus.aclose()
+
+
+async def test_a_cancelled_publish_is_still_sent_and_costs_no_reconnect(name: str) -> None:
+    """A request cancelled mid-publish (its client left) must not break the loop's
+    connection: every subscription of the process would pay a reconnect for it."""
+    bus = make_bus(name)
+    try:
+        async with bus.subscribe("cancelled") as sub:
+            publishing = asyncio.ensure_future(bus.apublish("cancelled", 1))
+            for _ in range(2):  # the command is on the wire, its reply not read yet
+                await asyncio.sleep(0)
+            publishing.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await publishing
+            await bus.apublish("cancelled", 2)
+            assert [(await sub.get(10)).message for _ in range(2)] == [1, 2]
+        assert bus.stats()["disconnects"] == 0
+    finally:
+        await closing(bus)
