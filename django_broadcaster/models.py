@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models.functions import Now
 
-#: Also spelled out in ``backends/postgres.py``, which must not import models.
+#: Also spelled out in ``backends/postgres/statements.py``, which must not import models.
 HISTORY_TABLE = "django_broadcaster_event"
 
 

@@ -26,11 +26,12 @@ from django.test.utils import override_settings
 from psycopg import sql
 
 from django_broadcaster import BackendUnavailable, Broadcast, Event
-from django_broadcaster.backends.postgres import (
-    HISTORY_TABLE,
+from django_broadcaster.backends.postgres import HISTORY_TABLE, PostgresBackend
+from django_broadcaster.backends.postgres.connections import Connector
+from django_broadcaster.backends.postgres.envelope import (
     INLINE_LIMIT,
     NOTIFY_LIMIT,
-    PostgresBackend,
+    notification_body,
 )
 from django_broadcaster.checks import check_backends
 from django_broadcaster.config import create_broadcast
@@ -111,9 +112,8 @@ async def test_payloads_either_side_of_the_notify_limit(serializer: str) -> None
             for message in messages:
                 await bus.apublish("edge", message)
             assert [e.message for e in await drain(sub, len(messages))] == messages
-        backend = backend_of(bus)
         for message in messages:
-            body = backend._body(bus.serializer.dumps(message))
+            body = notification_body(bus.serializer.dumps(message), utf8_server=True)
             assert len(("@" + "9" * 19 + body).encode()) <= INLINE_LIMIT
     finally:
         await bus.aclose()
@@ -244,8 +244,8 @@ async def test_killing_the_listen_connection_loses_and_repeats_nothing(
             for kill_at in (300, 1200, 2100):
                 while len(received) < kill_at:
                     received.append(await sub.get(TIMEOUT))
-                assert backend._listen is not None
-                await terminate(admin, backend._listen)
+                assert backend._listener.connection is not None
+                await terminate(admin, backend._listener.connection)
                 if kill_at == 1200:
                     # Published by another process while this one is reconnecting.
                     await other.apublish("quiet", "during the outage")
@@ -268,6 +268,30 @@ async def test_killing_the_listen_connection_loses_and_repeats_nothing(
     ids = [int(e.id or 0) for e in received]
     assert ids == sorted(set(ids))
     assert pg.stats()["reconnects"] >= 3
+
+
+async def test_a_lost_publishing_connection_is_left_for_the_hub_to_heal(
+    admin: psycopg.AsyncConnection[Any],
+) -> None:
+    """The backend reports the loss every time; only close() + connect() (the hub) reopen."""
+    backend = PostgresBackend(make_bus("postgres").config)
+    await backend.connect()
+    try:
+        await backend.publish("heal", b'"before"')
+        assert backend._pub is not None
+        await terminate(admin, backend._pub)
+        for _ in range(2):
+            with pytest.raises(backend.connection_errors):
+                await backend.publish("heal", b'"lost"')
+        with pytest.raises(backend.connection_errors):
+            await backend.history("heal", None, None)
+        await backend.close()
+        await backend.connect()
+        await backend.publish("heal", b'"after"')
+        history = await backend.history("heal", None, None)
+        assert [e.payload for e in history] == [b'"before"', b'"after"']
+    finally:
+        await backend.close()
 
 
 async def test_resume_points_past_the_id_sequence_are_clamped(
@@ -357,9 +381,9 @@ async def test_synchronous_commit_can_be_turned_off() -> None:
 
 async def test_publishing_alone_opens_no_listen_connection(pg: Broadcast) -> None:
     await pg.apublish("solo", 1)
-    assert backend_of(pg)._listen is None
+    assert backend_of(pg)._listener.connection is None
     async with pg.subscribe("solo"):
-        assert backend_of(pg)._listen is not None
+        assert backend_of(pg)._listener.connection is not None
 
 
 # -- two OS processes ----------------------------------------------------------------
@@ -440,8 +464,7 @@ async def test_history_size_is_exact_for_readers_and_pruned_on_disk(
         backend = backend_of(bus)
         wire = backend.wire_name("kept")
         assert await count_rows(admin, wire) == 12
-        backend._prune_channels.add(wire)
-        await backend.prune()
+        await backend.prune()  # trims the channels it published to
         assert await count_rows(admin, wire) == 5
         assert await count_rows(admin, backend.wire_name("other")) == 1
     finally:
@@ -463,15 +486,17 @@ async def test_history_max_age(admin: psycopg.AsyncConnection[Any]) -> None:
 
 
 async def test_pruning_runs_by_itself(monkeypatch: pytest.MonkeyPatch, admin: Any) -> None:
-    monkeypatch.setattr("django_broadcaster.backends.postgres.PRUNE_EVERY", 20)
+    monkeypatch.setattr("django_broadcaster.backends.postgres.retention.PRUNE_EVERY", 20)
     bus = make_bus("postgres", OPTIONS={"HISTORY_SIZE": 3})
     try:
         for i in range(20):
             await bus.apublish("auto", i)
-        backend = backend_of(bus)
-        assert backend._pruner is not None
-        await backend._pruner
-        assert await count_rows(admin, backend.wire_name("auto")) == 3
+        wire = backend_of(bus).wire_name("auto")
+        for _ in range(200):  # the 20th publish started a prune in the background
+            if await count_rows(admin, wire) == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert await count_rows(admin, wire) == 3
     finally:
         await bus.aclose()
 
@@ -598,8 +623,9 @@ async def test_passwords_never_show(caplog: pytest.LogCaptureFixture) -> None:
     assert secret not in caplog.text
 
 
-async def test_password_from_databases_is_scrubbed() -> None:
-    backend = PostgresBackend(make_bus("postgres").config)
-    backend._secrets = ["hunter2"]
-    scrubbed = backend._scrub(psycopg.OperationalError("bad conninfo: password=hunter2 x"))
+def test_password_from_databases_is_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(connections["default"].settings_dict, "PASSWORD", "hunter2")
+    connector = Connector("pg", "default", "<PostgresBackend 'pg'>")
+    assert connector.params()[0]["password"] == "hunter2"
+    scrubbed = connector.scrub(psycopg.OperationalError("bad conninfo: password=hunter2 x"))
     assert "hunter2" not in str(scrubbed) and isinstance(scrubbed, psycopg.OperationalError)

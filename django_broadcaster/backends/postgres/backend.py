@@ -1,0 +1,203 @@
+"""`PostgresBackend`: connections, publishing, history and retention, with the
+``LISTEN`` side in `Listener`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, ClassVar
+
+import psycopg
+from django.core.checks import CheckMessage
+
+from ..base import BackendConfig, BaseBackend, RawEvent
+from . import configuration, deployment, statements
+from .connections import Connection, Connector, shut
+from .envelope import event_number, notification_body
+from .listener import Listener
+from .names import ChannelNames, channel_names, short_prefix
+from .retention import Retention
+
+logger = logging.getLogger("django_broadcaster")
+
+#: How long close() lets an in-flight publish finish before cutting it off.
+PUBLISH_GRACE = 1.0
+
+
+class PostgresBackend(BaseBackend):
+    """PostgreSQL via psycopg 3: history table plus ``LISTEN``/``NOTIFY``.
+
+    ``LOCATION`` is a ``DATABASES`` alias (empty: ``"default"``) or a
+    ``postgresql://`` URL. ``OPTIONS``: ``HISTORY_SIZE`` (events kept per
+    channel) and ``HISTORY_MAX_AGE`` (seconds), either may be ``None``;
+    ``SYNCHRONOUS_COMMIT`` (``False``: publishing does not wait for the WAL flush).
+    """
+
+    supports_history = True
+    default_options: ClassVar[Mapping[str, Any]] = {
+        "HISTORY_SIZE": 1000,
+        "HISTORY_MAX_AGE": 86400,
+        "SYNCHRONOUS_COMMIT": True,
+    }
+    connection_errors: ClassVar[tuple[type[BaseException], ...]] = (
+        psycopg.OperationalError,
+        OSError,
+    )
+
+    def __init__(self, config: BackendConfig) -> None:
+        super().__init__(config)
+        self._prefix = short_prefix(self.key_prefix)
+        size: int | None = self.options["HISTORY_SIZE"]
+        max_age: float | None = self.options["HISTORY_MAX_AGE"]
+        self._size = size
+        self._synchronous: bool = self.options["SYNCHRONOUS_COMMIT"]
+        self._history = statements.history(max_age)
+        self._connector = Connector(self.alias, self.location, repr(self))
+        self._retention = Retention(size, max_age)
+        self._listener = Listener(self.alias, self._prefix, self._connector, size, max_age)
+        #: The connection that publishes, reads history and prunes (open between
+        #: connect() and close()).
+        self._pub: Connection | None = None
+        self._utf8 = False
+
+    # -- settings ------------------------------------------------------------
+
+    @classmethod
+    def check_location(cls, location: str) -> None:
+        configuration.check_location(location)
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        configuration.check_options(options)
+
+    @classmethod
+    def deployment_checks(
+        cls, config: BackendConfig, databases: Sequence[str] | None
+    ) -> list[CheckMessage]:
+        """``django_broadcaster.E008`` when the history table is missing."""
+        return deployment.deployment_checks(config, databases)
+
+    # -- names ---------------------------------------------------------------
+
+    def wire_name(self, channel: str) -> str:
+        return self._names(channel).wire
+
+    def channel_name(self, wire_name: str) -> str:
+        return wire_name[len(self._prefix) + 1 :] if self._prefix else wire_name
+
+    def notify_channel(self, channel: str) -> str:
+        """The ``NOTIFY`` channel of ``channel`` (at most 63 bytes), e.g. for ``psql``."""
+        return self._names(channel).notify
+
+    def _names(self, channel: str) -> ChannelNames:
+        return channel_names(self._prefix, channel)
+
+    # -- connection ----------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open the publishing connection; the ``LISTEN`` one opens on the first
+        subscription."""
+        self._connector.start()
+        # Without synchronous commit, publishing stops waiting for the WAL
+        # flush; see the docs for what a server crash may then lose.
+        settings = () if self._synchronous else ("SET synchronous_commit = off",)
+        self._pub = await self._connector.open(*settings)
+        self._utf8 = self._pub.info.parameter_status("server_encoding") == "UTF8"
+        self._retention.restart_clock()
+
+    async def close(self) -> None:
+        self._connector.stop()
+        pub, self._pub = self._pub, None
+        # An in-flight publish may finish (cutting it off after COMMIT would make
+        # the hub's retry store it twice); reads on the LISTEN connection need not.
+        if pub is None:
+            await self._listener.close()
+        else:
+            await asyncio.gather(self._listener.close(), shut(pub, PUBLISH_GRACE))
+
+    def _publisher(self) -> Connection:
+        """The publishing connection; raises one of `connection_errors` when closed
+        (the hub then reconnects)."""
+        if self._pub is None:
+            raise psycopg.OperationalError(f"{self!r} is not connected")
+        return self._pub
+
+    # -- publishing ----------------------------------------------------------
+
+    async def publish(self, channel: str, payload: bytes) -> str | None:
+        names = self._names(channel)
+        conn = self._publisher()
+        params = {
+            "key": names.lock_key,
+            "channel": names.wire,
+            "payload": payload,
+            "notify": names.notify,
+            "body": notification_body(payload, self._utf8),
+        }
+        async with self._connector.errors():
+            cursor = await conn.execute(statements.PUBLISH, params)
+            row = await cursor.fetchone()
+        assert row is not None
+        self._retention.published((names.wire,), 1, self.prune)
+        return str(row[0])
+
+    async def publish_many(self, events: Sequence[tuple[str, bytes]]) -> list[str | None]:
+        if len(events) == 1:
+            return [await self.publish(*events[0])]
+        names = [self._names(channel) for channel, _ in events]
+        conn = self._publisher()
+        params = {
+            "keys": sorted({n.lock_key for n in names}),
+            "channels": [n.wire for n in names],
+            "payloads": [payload for _, payload in events],
+            "notifies": [n.notify for n in names],
+            "bodies": [notification_body(payload, self._utf8) for _, payload in events],
+        }
+        async with self._connector.errors():
+            cursor = await conn.execute(statements.PUBLISH_MANY, params)
+            rows = await cursor.fetchall()
+        if len(rows) != len(events):  # pragma: no cover - the statement returns one row per event
+            raise psycopg.DataError(f"published {len(events)} events, got {len(rows)} ids")
+        self._retention.published({n.wire for n in names}, len(events), self.prune)
+        return [str(row[0]) for row in rows]
+
+    async def prune(self) -> None:
+        """Delete what retention no longer keeps: beyond ``HISTORY_SIZE`` on the channels
+        this instance published to since the last prune, and older than ``HISTORY_MAX_AGE``
+        on every channel. Runs by itself every so often; reads apply the bounds exactly."""
+        try:
+            conn = self._publisher()
+            async with self._connector.errors():
+                await self._retention.prune(conn)
+        except self.connection_errors as exc:
+            logger.debug("pruning the history of %r failed: %s", self.alias, exc)
+        except Exception:
+            logger.exception("pruning the history of %r failed", self.alias)
+
+    # -- history -------------------------------------------------------------
+
+    async def history(
+        self, channel: str, since: str | None, limit: int | None
+    ) -> Sequence[RawEvent]:
+        after = 0 if since is None else event_number(since)
+        if self._size is not None:
+            limit = self._size if limit is None else min(limit, self._size)
+        conn = self._publisher()
+        params = {"channel": self.wire_name(channel), "after": after, "limit": limit}
+        async with self._connector.errors():
+            cursor = conn.cursor(binary=True)
+            await cursor.execute(self._history, params)
+            rows = await cursor.fetchall()
+        return [RawEvent(channel, bytes(payload), str(event_id)) for event_id, payload in rows]
+
+    # -- subscriptions (the LISTEN connection) ---------------------------------
+
+    async def subscribe(self, positions: Mapping[str, str | None]) -> Mapping[str, str]:
+        return await self._listener.subscribe(positions)
+
+    async def unsubscribe(self, channels: Collection[str]) -> None:
+        await self._listener.unsubscribe(channels)
+
+    async def receive(self) -> Sequence[RawEvent]:
+        return await self._listener.receive()

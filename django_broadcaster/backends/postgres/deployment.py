@@ -1,0 +1,108 @@
+"""Whether the history table exists: system check ``E008``, and the same error at run time.
+
+``manage.py migrate`` creates the table; until it ran against the backend's
+database, ``check --database`` reports it and publishing, subscribing or
+reading history raise a `ConfigError` naming the command, instead of a bare
+``UndefinedTable``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+import psycopg
+from django.core.checks import CheckMessage, Error
+
+from ...exceptions import ConfigError
+from ...masking import mask_password
+from ..base import BackendConfig
+from .configuration import is_url
+from .statements import HISTORY_TABLE
+
+MISSING_TABLE_ID = "django_broadcaster.E008"
+
+
+def deployment_checks(config: BackendConfig, databases: Sequence[str] | None) -> list[CheckMessage]:
+    """``E008`` when the history table is missing.
+
+    Like Django's database checks this queries only when the check run names
+    databases (``check --database``, ``migrate``, the test runner): for an
+    alias ``LOCATION``, only when that alias is among them.
+    """
+    if not databases or _running_migrate():
+        return []
+    if is_url(config.location):
+        exists = _table_exists_at(config.location)
+        where = mask_password(config.location)
+        hint = (
+            "the table is created by `manage.py migrate django_broadcaster` run against "
+            "this database: add a DATABASES alias for it and run migrate --database ALIAS "
+            "(or use that alias as LOCATION)"
+        )
+    else:
+        from django.db import DEFAULT_DB_ALIAS
+
+        alias = config.location or DEFAULT_DB_ALIAS
+        if alias not in databases:
+            return []
+        exists = _table_exists_in(alias)
+        where = f"database {alias!r}"
+        hint = f"run `manage.py migrate django_broadcaster --database {alias}`"
+    if exists is not False:
+        return []
+    return [
+        Error(
+            f"BROADCAST_BACKENDS[{config.alias!r}]: the history table {HISTORY_TABLE!r} of "
+            f"PostgresBackend does not exist in {where}",
+            hint=hint,
+            id=MISSING_TABLE_ID,
+        )
+    ]
+
+
+def missing_table_error(alias: str, location: str) -> ConfigError:
+    """The error raised when a statement finds no history table in the backend's database."""
+    database = mask_password(location) if is_url(location) else location
+    return ConfigError(
+        f"the broadcast history table {HISTORY_TABLE!r} does not exist in the database of "
+        f"{alias!r} ({database or 'default'})",
+        check_id=MISSING_TABLE_ID,
+        hint="run `manage.py migrate django_broadcaster` against that database",
+    )
+
+
+def _running_migrate() -> bool:
+    """Whether these checks run inside ``migrate``, which is about to create the table."""
+    from django.core.management.commands.migrate import Command as Migrate
+
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if isinstance(frame.f_locals.get("self"), Migrate):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _table_exists_in(alias: str) -> bool | None:
+    """Whether the history table is visible on Django's connection ``alias`` (``None``:
+    cannot tell, e.g. the database is down; other checks and commands report that)."""
+    from django.db import DatabaseError, connections
+
+    connection = connections[alias]
+    try:
+        with connection.cursor() as cursor:
+            return HISTORY_TABLE in connection.introspection.table_names(cursor)
+    except DatabaseError:
+        return None
+
+
+def _table_exists_at(url: str) -> bool | None:
+    """Whether the history table is visible at ``url`` (``None``: cannot tell)."""
+    try:
+        with psycopg.connect(url, connect_timeout=5, autocommit=True) as conn:
+            row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (HISTORY_TABLE,)).fetchone()
+    except psycopg.Error:
+        return None
+    return bool(row and row[0])

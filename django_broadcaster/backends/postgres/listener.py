@@ -1,0 +1,282 @@
+"""The ``LISTEN`` side of `PostgresBackend`: subscriptions, resuming, notifications to events.
+
+One connection per backend instance runs ``LISTEN``, opened on the first
+subscription, so a process that only publishes never opens it. Subscribing
+takes the channels' publish locks for an instant, starts ``LISTEN`` and reads
+either each new channel's newest id (its baseline) or every event after each
+resumed channel's position, all in one transaction: every event committed
+before is in the table, every later one is notified. Per channel, events are
+handed out in id order and an id is never handed out twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+
+from ..base import RawEvent
+from . import statements
+from .connections import Connection, Connector, shut
+from .envelope import event_number, parse_notification
+from .names import ChannelNames, channel_names
+
+logger = logging.getLogger("django_broadcaster")
+
+#: Channels LISTENed (and locked) per transaction; keeps lock-table use small.
+LISTEN_CHUNK = 100
+
+
+class Listener:
+    """The ``LISTEN`` connection of one backend instance and what it is subscribed to."""
+
+    def __init__(
+        self,
+        alias: str,
+        prefix: str,
+        connector: Connector,
+        history_size: int | None,
+        history_max_age: float | None,
+    ) -> None:
+        self.alias = alias
+        self._prefix = prefix
+        self._connector = connector
+        self._size = history_size
+        self._replay = statements.replay(history_max_age)
+        #: The LISTEN connection: ``None`` until the first subscription after connecting.
+        self.connection: Connection | None = None
+        # Channel -> names, NOTIFY name -> channel, and per channel the highest
+        # id handed out (or the id it started from).
+        self._listening: dict[str, ChannelNames] = {}
+        self._by_notify: dict[str, str] = {}
+        self._last: dict[str, int] = {}
+        self._inbox: deque[RawEvent] = deque()
+        # receive() waits in a task that subscribe()/unsubscribe()/close() cancel
+        # to get the connection; _io keeps their statements apart.
+        self._io = asyncio.Lock()
+        self._busy = 0
+        self._changed = asyncio.Event()
+        self._waiting: asyncio.Future[list[psycopg.Notify]] | None = None
+
+    async def close(self) -> None:
+        """Forget every subscription and close the connection; a waiting `receive`
+        raises. Called once the connector is stopped."""
+        self._changed.set()
+        self._listening.clear()
+        self._by_notify.clear()
+        self._last.clear()
+        self._inbox.clear()  # not handed out yet: the hub resumes before them
+        conn, self.connection = self.connection, None
+        waiting = self._waiting
+        if waiting is not None and not waiting.done():
+            waiting.cancel()  # receive() raises promptly
+            await asyncio.wait((waiting,))
+        if conn is not None:
+            await shut(conn, 0.0)
+
+    # -- subscriptions -------------------------------------------------------
+
+    @asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[Connection]:
+        """The connection (opened on first use), with receive() out of the way."""
+        self._busy += 1
+        if self._waiting is not None:
+            self._waiting.cancel()
+        try:
+            async with self._io:
+                if self._connector.stopped:
+                    raise psycopg.OperationalError(f"{self._connector.owner} is closed")
+                if self.connection is None:
+                    self.connection = await self._connector.open()
+                elif self.connection.closed:
+                    raise psycopg.OperationalError("the LISTEN connection was lost")
+                yield self.connection
+        finally:
+            self._busy -= 1
+            self._changed.set()
+
+    async def subscribe(self, positions: Mapping[str, str | None]) -> dict[str, str]:
+        """``LISTEN`` to these channels, replaying what came after each position;
+        the baselines of the channels given ``None``."""
+        baselines: dict[str, str] = {}
+        async with self._exclusive() as conn:
+            items = list(positions.items())
+            for start in range(0, len(items), LISTEN_CHUNK):
+                chunk = items[start : start + LISTEN_CHUNK]
+                baselines.update(await self._listen_to(conn, chunk))
+        return baselines
+
+    async def _listen_to(
+        self, conn: Connection, items: Sequence[tuple[str, str | None]]
+    ) -> dict[str, str]:
+        """LISTEN to ``items`` (channel, position); the baselines of new channels."""
+        names = {channel: channel_names(self._prefix, channel) for channel, _ in items}
+        starts = {c: event_number(position) for c, position in items if position is not None}
+        fresh = [names[c].wire for c in names if c not in starts]
+        by_wire = {n.wire: c for c, n in names.items()}
+        # Under the channels' publish locks: every event committed before is
+        # visible to the queries below, every later one is notified.
+        async with self._connector.errors(), conn.transaction():
+            keys = sorted({n.lock_key for n in names.values()})
+            await conn.execute(statements.LOCK_CHANNELS, {"keys": keys})
+            await conn.execute(statements.listen(n.notify for n in names.values()))
+            if starts:
+                await self._check_rewind(conn, starts, names)
+            baseline: list[tuple[Any, ...]] = []
+            if fresh:
+                cursor = await conn.execute(statements.NEWEST_IDS, {"channels": fresh})
+                baseline = await cursor.fetchall()
+            replay: list[tuple[Any, ...]] = []
+            if starts:
+                cursor = conn.cursor(binary=True)
+                await cursor.execute(
+                    self._replay,
+                    {
+                        "channels": [names[c].wire for c in starts],
+                        "after": list(starts.values()),
+                        "limit": self._size,
+                    },
+                )
+                replay = await cursor.fetchall()
+        for channel, named in names.items():
+            self._listening[channel] = named
+            self._by_notify[named.notify] = channel
+        baselines: dict[str, str] = {}
+        for wire, top in baseline:
+            self._last[by_wire[wire]] = top or 0
+            baselines[by_wire[wire]] = str(top or 0)
+        self._last.update(starts)
+        for wire, event_id, payload in replay:
+            self._deliver(by_wire[wire], event_id, bytes(payload))
+        return baselines
+
+    async def _check_rewind(
+        self, conn: Connection, starts: dict[str, int], names: Mapping[str, ChannelNames]
+    ) -> None:
+        """Resume points past the id sequence mean the database went back in time (a crash
+        that lost WAL, a failover to a lagging replica): new events reuse those ids, so
+        resume after what the table still holds instead of skipping them."""
+        cursor = await conn.execute(statements.LAST_ISSUED_ID)
+        row = await cursor.fetchone()
+        current = row[0] if row else None
+        if current is None:
+            return  # never used, or not ours to read: cannot tell
+        rewound = [c for c, after in starts.items() if after > current]
+        if not rewound:
+            return
+        logger.warning(
+            "the event ids of %r went back from %d to %d (server crash or failover?); "
+            "events published just before may be missing from its history",
+            self.alias,
+            max(starts[c] for c in rewound),
+            current,
+        )
+        cursor = await conn.execute(
+            statements.NEWEST_IDS, {"channels": [names[c].wire for c in rewound]}
+        )
+        tops: dict[str, int | None] = dict(await cursor.fetchall())
+        for channel in rewound:
+            starts[channel] = min(tops.get(names[channel].wire) or 0, current)
+
+    async def unsubscribe(self, channels: Collection[str]) -> None:
+        """``UNLISTEN`` these channels."""
+        notify = []
+        for channel in channels:
+            names = self._listening.pop(channel, None)
+            self._last.pop(channel, None)
+            if names is not None:
+                self._by_notify.pop(names.notify, None)
+                notify.append(names.notify)
+        if not notify or self.connection is None or self.connection.closed:
+            return
+        async with self._exclusive() as conn, self._connector.errors():
+            await conn.execute(statements.unlisten(notify))
+
+    # -- receiving -----------------------------------------------------------
+
+    async def receive(self) -> list[RawEvent]:
+        """The next events of subscribed channels, in order (waits while there are none)."""
+        while not self._inbox:
+            if self._connector.stopped:
+                raise psycopg.OperationalError(f"{self._connector.owner} was closed")
+            conn = self.connection
+            if conn is None or self._busy:
+                # Nothing subscribed yet, or subscribe() is using the connection.
+                self._changed.clear()
+                await self._changed.wait()
+                continue
+            async with self._io:
+                if self._busy or self._connector.stopped or conn is not self.connection:
+                    continue
+                task = asyncio.ensure_future(self._next_notifications(conn))
+                self._waiting = task
+                try:
+                    await asyncio.wait((task,))
+                finally:
+                    self._waiting = None
+                    if not task.done():
+                        task.cancel()
+                if task.cancelled():
+                    continue  # interrupted by subscribe(), unsubscribe() or close()
+                notes = task.result()
+                await self._ingest(conn, notes)
+        events = list(self._inbox)
+        self._inbox.clear()
+        return events
+
+    @staticmethod
+    async def _next_notifications(conn: Connection) -> list[psycopg.Notify]:
+        """The notifications of the next packet (or those psycopg kept meanwhile)."""
+        return [note async for note in conn.notifies(stop_after=1)]
+
+    async def _ingest(self, conn: Connection, notes: Sequence[psycopg.Notify]) -> None:
+        """Turn notifications into events, reading from the table those sent as an id."""
+        parsed: list[tuple[str, int | None, bytes | None]] = []
+        for note in notes:
+            channel = self._by_notify.get(note.channel)
+            if channel is None:
+                continue  # unsubscribed meanwhile
+            event_id, payload = parse_notification(note.payload)
+            if event_id is not None:
+                last = self._last.get(channel)
+                if last is not None and event_id <= last:
+                    continue  # already replayed
+            parsed.append((channel, event_id, payload))
+        missing = [event_id for _, event_id, payload in parsed if payload is None]
+        rows: dict[int, tuple[str, bytes]] = {}
+        if missing:
+            async with self._connector.errors():
+                cursor = conn.cursor(binary=True)
+                await cursor.execute(statements.FETCH, {"ids": missing})
+                rows = {
+                    event_id: (wire, bytes(data))
+                    for event_id, wire, data in await cursor.fetchall()
+                }
+        for channel, event_id, payload in parsed:
+            if payload is None:
+                assert event_id is not None
+                row = rows.get(event_id)
+                if row is None or row[0] != channel_names(self._prefix, channel).wire:
+                    logger.warning(
+                        "skipped event %s on channel %r of %r: notified, but not in the history "
+                        "table (pruned already, or a foreign NOTIFY)",
+                        event_id,
+                        channel,
+                        self.alias,
+                    )
+                    continue
+                payload = row[1]
+            self._deliver(channel, event_id, payload)
+
+    def _deliver(self, channel: str, event_id: int | None, payload: bytes) -> None:
+        if event_id is not None:
+            last = self._last.get(channel)
+            if last is not None and event_id <= last:
+                return
+            self._last[channel] = event_id
+        self._inbox.append(RawEvent(channel, payload, None if event_id is None else str(event_id)))

@@ -1,0 +1,137 @@
+"""The SQL of `PostgresBackend`, composed once.
+
+Channel names reach PostgreSQL only as parameters or quoted identifiers,
+never as SQL text. The statements taking per-channel advisory locks use the
+class key `LOCK_CLASS` and a channel's `ChannelNames.lock_key`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from psycopg import sql
+
+#: The table of ``django_broadcaster.models.HistoryEvent`` (not imported: this
+#: package may be imported before the app registry is ready).
+HISTORY_TABLE = "django_broadcaster_event"
+#: First key of the per-channel advisory locks ("BRDC").
+LOCK_CLASS = 0x42524443
+
+_TABLE = sql.Identifier(HISTORY_TABLE)
+#: Take the publish locks of ``keys`` until the transaction ends.
+LOCK_CHANNELS = sql.SQL(
+    "SELECT count(pg_advisory_xact_lock({cls}::int4, k)) FROM"
+    " (SELECT DISTINCT k FROM unnest(%(keys)s::int4[]) AS k ORDER BY k) AS s"
+).format(cls=sql.Literal(LOCK_CLASS))
+
+#: Insert one event under its channel's lock and notify it: ``(id, _)``.
+PUBLISH = sql.SQL(
+    "WITH lock AS MATERIALIZED"
+    " (SELECT pg_advisory_xact_lock({cls}::int4, %(key)s::int4)), "
+    "row AS (INSERT INTO {table} (channel, payload) "
+    "SELECT %(channel)s, %(payload)b FROM lock RETURNING id) "
+    "SELECT id, pg_notify(%(notify)s, '@' || id || %(body)s) FROM row"
+).format(table=_TABLE, cls=sql.Literal(LOCK_CLASS))
+
+#: Several events in one statement: locks are taken in key order (no deadlock
+#: between batches), rows inserted in batch order, notifications sent in id order.
+PUBLISH_MANY = sql.SQL(
+    "WITH lock AS MATERIALIZED ({lock}), "
+    "rows AS (INSERT INTO {table} (channel, payload)"
+    " SELECT u.channel, u.payload FROM lock,"
+    " unnest(%(channels)s::text[], %(payloads)b::bytea[]) WITH ORDINALITY"
+    " AS u(channel, payload, n) ORDER BY u.n RETURNING id), "
+    "numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM rows) "
+    "SELECT x.id, pg_notify(x.notify, '@' || x.id || x.body) FROM"
+    " (SELECT numbered.id, b.notify, b.body FROM numbered JOIN"
+    " unnest(%(notifies)s::text[], %(bodies)s::text[]) WITH ORDINALITY"
+    " AS b(notify, body, n) ON b.n = numbered.n ORDER BY numbered.n) AS x"
+).format(table=_TABLE, lock=LOCK_CHANNELS)
+
+#: The last id the table's sequence handed out (``NULL``: never used).
+LAST_ISSUED_ID = sql.SQL(
+    "SELECT pg_sequence_last_value(pg_get_serial_sequence({table}, 'id')::regclass)"
+).format(table=sql.Literal(HISTORY_TABLE))
+
+#: ``(channel, newest id or NULL)`` of each of ``channels``.
+NEWEST_IDS = sql.SQL(
+    "SELECT p.channel, (SELECT max(id) FROM {table} WHERE channel = p.channel)"
+    " FROM unnest(%(channels)s::text[]) AS p(channel)"
+).format(table=_TABLE)
+
+#: ``(id, channel, payload)`` of the rows ``ids``.
+FETCH = sql.SQL("SELECT id, channel, payload FROM {table} WHERE id = ANY(%(ids)s::int8[])").format(
+    table=_TABLE
+)
+
+#: Delete all but the newest ``keep`` rows of each of ``channels``.
+PRUNE_SIZE = sql.SQL(
+    "DELETE FROM {table} AS t USING (SELECT p.channel, (SELECT id FROM {table}"
+    " WHERE channel = p.channel ORDER BY id DESC OFFSET %(keep)s LIMIT 1) AS cutoff"
+    " FROM unnest(%(channels)s::text[]) AS p(channel)) AS c"
+    " WHERE t.channel = c.channel AND t.id <= c.cutoff"
+).format(table=_TABLE)
+
+# Rows are (nearly) in created order along the primary key: look at the oldest
+# one, and only when it is too old delete among the oldest rows. Both walk the
+# primary key index from its start (a plain "id < cutoff" with the cutoff from
+# a subquery is planned as a sequential scan).
+
+#: Whether the oldest row is older than ``age`` seconds.
+OLDEST_EXPIRED = sql.SQL(
+    "SELECT created < now() - make_interval(secs => %(age)s) FROM {table} ORDER BY id LIMIT 1"
+).format(table=_TABLE)
+
+#: Delete rows older than ``age`` seconds among the oldest ``batch`` rows.
+PRUNE_AGE = sql.SQL(
+    "DELETE FROM {table} WHERE id = ANY(ARRAY(SELECT id FROM (SELECT id, created "
+    "FROM {table} ORDER BY id LIMIT %(batch)s) AS oldest "
+    "WHERE created < now() - make_interval(secs => %(age)s)))"
+).format(table=_TABLE)
+
+
+def _newest_first(max_age: float | None) -> sql.Composable:
+    """The tail of a read applying retention exactly: ``HISTORY_MAX_AGE`` here,
+    ``HISTORY_SIZE`` (or a smaller limit) as the ``limit`` parameter."""
+    age: sql.Composable = sql.SQL("")
+    if max_age is not None:
+        age = sql.SQL("AND created >= now() - make_interval(secs => {})").format(
+            sql.Literal(float(max_age))
+        )
+    return sql.SQL("{age} ORDER BY id DESC LIMIT %(limit)s").format(age=age)
+
+
+def history(max_age: float | None) -> sql.Composed:
+    """``(id, payload)`` of ``channel`` after ``after``, oldest first, at most ``limit``."""
+    return sql.SQL(
+        "SELECT id, payload FROM (SELECT id, payload FROM {table}"
+        " WHERE channel = %(channel)s AND id > %(after)s {recent}) AS s ORDER BY id"
+    ).format(table=_TABLE, recent=_newest_first(max_age))
+
+
+def replay(max_age: float | None) -> sql.Composed:
+    """``(channel, id, payload)`` after each channel's ``after``, in id order."""
+    return sql.SQL(
+        "SELECT p.channel, e.id, e.payload FROM unnest(%(channels)s::text[], %(after)s::int8[])"
+        " AS p(channel, after) CROSS JOIN LATERAL (SELECT id, payload FROM {table}"
+        " WHERE channel = p.channel AND id > p.after {recent}) AS e ORDER BY e.id"
+    ).format(table=_TABLE, recent=_newest_first(max_age))
+
+
+def listen(notify_channels: Iterable[str]) -> sql.Composed:
+    """``LISTEN`` to each of ``notify_channels``, in one round trip."""
+    return sql.SQL("; ").join(
+        sql.SQL("LISTEN {}").format(sql.Identifier(name)) for name in notify_channels
+    )
+
+
+def unlisten(notify_channels: Iterable[str]) -> sql.Composed:
+    """``UNLISTEN`` each of ``notify_channels``, in one round trip."""
+    return sql.SQL("; ").join(
+        sql.SQL("UNLISTEN {}").format(sql.Identifier(name)) for name in notify_channels
+    )
+
+
+def set_role(role: str) -> sql.Composed:
+    """``SET ROLE`` (Django's ``assume_role``)."""
+    return sql.SQL("SET ROLE {}").format(sql.Identifier(role))
