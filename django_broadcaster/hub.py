@@ -165,13 +165,14 @@ class Hub:
                     with suppress(Exception):
                         await self.backend.close()
                     continue
-                self._lost(exc)
+                self._lost(exc, generation)
                 with suppress(*self.backend.connection_errors):
                     await self._renew(generation)
 
-    def _lost(self, exc: BaseException) -> None:
-        """Note a connection failure; an outage is counted and logged once."""
-        if self._lost_at is None:
+    def _lost(self, exc: BaseException, generation: int) -> None:
+        """Note a connection failure seen on connection ``generation``; an outage is
+        counted and logged once, and not at all if it was healed meanwhile."""
+        if self._lost_at is None and generation == self._generation:
             self._lost_at = self.loop.time()
             self._stats.disconnects += 1
             logger.warning(
@@ -213,7 +214,7 @@ class Hub:
 
     async def _reconnect(self, exc: BaseException, generation: int) -> None:
         """After the reader's failure: renew until it works (or another task did)."""
-        self._lost(exc)
+        self._lost(exc, generation)
         delay = FIRST_RETRY_DELAY
         while not self._closed and self._generation == generation:
             await asyncio.sleep(delay)

@@ -748,3 +748,27 @@ async def test_a_cancelled_publish_is_still_sent_and_costs_no_reconnect(name: st
         assert bus.stats()["disconnects"] == 0
     finally:
         await closing(bus)
+
+
+async def test_a_publish_that_heals_the_connection_counts_one_outage(
+    admin: aioredis.Redis,
+) -> None:
+    """Only the command connection dies: the publish renews every connection, the
+    reader then sees its link closed by that renewal — one outage, not two, and
+    later subscriptions are applied at once."""
+    bus = make_bus("redis", OPTIONS={"CONNECTION_KWARGS": {"client_name": "heal-once"}})
+    try:
+        async with bus.subscribe("before") as before:
+            clients = await admin.client_list()
+            command = [c for c in clients if c["name"] == "heal-once" and c["sub"] == "0"]
+            assert len(command) == 1
+            await admin.client_kill_filter(_id=command[0]["id"])
+            await bus.apublish("before", 1)
+            assert (await before.get(10)).message == 1
+            async with bus.subscribe("after") as after:
+                await bus.apublish("after", 2)
+                assert (await after.get(10)).message == 2
+        stats = bus.stats()
+        assert (stats["disconnects"], stats["reconnects"]) == (1, 1)
+    finally:
+        await closing(bus)
