@@ -1,4 +1,5 @@
-"""The backends the conformance suite runs against, by test id.
+"""The backends the parametrized tests (fixtures ``backend_name`` and ``bus`` of
+conftest.py) run against, by test id.
 
 Each entry is a ``BROADCAST_BACKENDS`` entry; tests add a unique ``KEY_PREFIX``.
 Services are real (Redis, PostgreSQL on loopback): when one is down, its tests

@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from django_broadcaster import Broadcast
-from django_broadcaster.config import create_broadcast, import_backend
+from django_broadcaster.config import create_broadcast
 
 from .backends import CONFORMANCE_BACKENDS
 
@@ -31,35 +31,10 @@ def backend_name(request: pytest.FixtureRequest) -> str:
     return name
 
 
-async def _bus(name: str) -> AsyncIterator[Broadcast]:
-    front = make_bus(name)
-    yield front
-    await front.aclose()
-    front.close()  # the bridge loop's hub, used by sync publish
-
-
-def _with_history(name: str) -> bool:
-    return import_backend(CONFORMANCE_BACKENDS[name]["BACKEND"]).supports_history
-
-
 @pytest.fixture
 async def bus(backend_name: str) -> AsyncIterator[Broadcast]:
     """A fresh `Broadcast` on each backend in turn."""
-    async for front in _bus(backend_name):
-        yield front
-
-
-@pytest.fixture(params=[name for name in CONFORMANCE_BACKENDS if _with_history(name)])
-async def history_bus(request: pytest.FixtureRequest) -> AsyncIterator[Broadcast]:
-    """A fresh `Broadcast` on each backend that keeps history."""
-    if "postgres" in request.param:
-        request.getfixturevalue("postgres_table")
-    async for front in _bus(request.param):
-        yield front
-
-
-@pytest.fixture(params=[name for name in CONFORMANCE_BACKENDS if not _with_history(name)])
-async def plain_bus(request: pytest.FixtureRequest) -> AsyncIterator[Broadcast]:
-    """A fresh `Broadcast` on each backend without history."""
-    async for front in _bus(request.param):
-        yield front
+    front = make_bus(backend_name)
+    yield front
+    await front.aclose()
+    front.close()  # the bridge loop's hub, used by sync publish

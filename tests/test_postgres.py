@@ -1,4 +1,5 @@
-"""PostgresBackend beyond the conformance suite: limits, wire junk, reconnects, processes.
+"""PostgresBackend beyond the conformance kit (tests/test_backend_conformance.py):
+limits, wire junk, reconnects, processes.
 
 Runs against the real PostgreSQL on loopback (the pytest-django test database,
 migrated); nothing is mocked and nothing skips.

@@ -1,8 +1,9 @@
 """Redis-specific behaviour of RedisBackend (pub/sub) and RedisStreamBackend.
 
-The conformance suite (tests/test_conformance.py) covers the shared contract on
-the Redis at ``settings.REDIS_URL``. These tests add what only Redis has: two OS
-processes, restarts, raw junk on the wire, connection counts, passwords, ACLs.
+The conformance kit (tests/test_backend_conformance.py) covers the shared
+contract on the Redis at ``settings.REDIS_URL``. These tests add what only Redis
+has: two OS processes, restarts, raw junk on the wire, connection counts,
+passwords, ACLs.
 Tests that stop or reconfigure Redis start their own ``redis-server`` on a free
 loopback port (`tests.redis_servers.RedisServer`); nothing is mocked or skipped.
 """
