@@ -17,6 +17,15 @@ def make_bus(name: str, **overrides: object) -> Broadcast:
     return create_broadcast("default", entry)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests run on the PostgreSQL backend need the migrated test database (its history
+    table); pytest-django creates it only for sessions holding a ``django_db`` test."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and any("postgres" in str(v) for v in callspec.params.values()):
+            item.add_marker(pytest.mark.django_db)
+
+
 @pytest.fixture(scope="session")
 def postgres_table(django_db_setup: None) -> None:
     """The migrated test database exists, so PostgresBackend's history table does too."""
