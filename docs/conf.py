@@ -16,7 +16,7 @@ from pathlib import Path
 # settings: they install the app and need no running service to import).
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.support.settings")
 
 import django  # noqa: E402
 

@@ -1,20 +1,10 @@
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
 from django_broadcaster import Broadcast
-from django_broadcaster.config import create_broadcast
 
-from .backends import CONFORMANCE_BACKENDS
-
-
-def make_bus(name: str, **overrides: object) -> Broadcast:
-    """A fresh `Broadcast` on backend ``name`` with its own KEY_PREFIX."""
-    entry = {**CONFORMANCE_BACKENDS[name], "KEY_PREFIX": f"t{uuid.uuid4().hex[:12]}"}
-    options = {**entry.get("OPTIONS", {}), **overrides.pop("OPTIONS", {})}  # type: ignore[dict-item]
-    entry.update(overrides, OPTIONS=options)
-    return create_broadcast("default", entry)
+from .support.backends import CONFORMANCE_BACKENDS, make_bus
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -17,8 +17,8 @@ from django.core.management.base import CommandError
 
 from django_broadcaster.cli.arguments import parse_message, parse_since
 
-from .backends import POSTGRES_URL, REDIS_URL
-from .command_helpers import Tail, command_env, private_database, run
+from .support.backends import POSTGRES_URL, REDIS_URL
+from .support.command_helpers import Tail, command_env, private_database, run
 
 PREFIX = f"cmd{uuid.uuid4().hex[:8]}"
 BACKENDS: dict[str, dict[str, Any]] = {

@@ -18,7 +18,7 @@ from django_broadcaster import Broadcast, SubscriberLagged, broadcast, broadcast
 from django_broadcaster.masking import mask_password, redact
 from django_broadcaster.testing import capture, use_memory_backend
 
-from .conftest import make_bus
+from .support.backends import make_bus
 
 MEMORY = "django_broadcaster.backends.memory.MemoryBackend"
 
@@ -224,7 +224,7 @@ def test_process_exits_promptly_after_asyncio_run(tmp_path) -> None:  # type: ig
     script = textwrap.dedent(
         """
         import asyncio, django, os
-        os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+        os.environ["DJANGO_SETTINGS_MODULE"] = "tests.support.settings"
         django.setup()
         from django_broadcaster import broadcast
 

@@ -23,7 +23,7 @@ import pytest
 from django.conf import settings
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
 
-from .e2e_servers import ARTIFACTS, DaphneServer, manage, project_env
+from .support.e2e_servers import ARTIFACTS, DaphneServer, manage, project_env
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -1,4 +1,4 @@
-"""BroadcastChannelLayer, on every backend of tests/backends.py.
+"""BroadcastChannelLayer, on every backend of tests/support/backends.py.
 
 The first part restates, in our words, the behaviour channels' in-memory layer
 and channels_redis are tested for; then interop with the broadcast API, two
@@ -33,8 +33,14 @@ from django_broadcaster import Broadcast
 from django_broadcaster.layers import BroadcastChannelLayer, LayerClosed
 from django_broadcaster.layers.checks import check_channel_layers
 
-from .conftest import make_bus
-from .layer_consumers import ROOM, ForgetfulConsumer, RoomConsumer, SyncRoomConsumer, app_for
+from .support.backends import make_bus
+from .support.layer_consumers import (
+    ROOM,
+    ForgetfulConsumer,
+    RoomConsumer,
+    SyncRoomConsumer,
+    app_for,
+)
 
 TIMEOUT = 10
 T = TypeVar("T")

@@ -40,7 +40,7 @@ from django_broadcaster.exceptions import ConfigError
 from django_broadcaster.models import HISTORY_TABLE as MODEL_TABLE
 from django_broadcaster.models import HistoryEvent
 
-from .conftest import make_bus
+from .support.backends import make_bus
 
 pytestmark = pytest.mark.usefixtures("postgres_table")
 
@@ -403,11 +403,15 @@ async def test_two_processes_exchange_5000_events() -> None:
             "OPTIONS": {"MAX_QUEUE": count + 1},
         },
     )
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.support.settings",
+        "PYTHONPATH": str(ROOT),
+    }
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tests.postgres_peer",
+        "tests.support.postgres_peer",
         url,
         prefix,
         str(count),

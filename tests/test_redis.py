@@ -5,7 +5,7 @@ contract on the Redis at ``settings.REDIS_URL``. These tests add what only Redis
 has: two OS processes, restarts, raw junk on the wire, connection counts,
 passwords, ACLs.
 Tests that stop or reconfigure Redis start their own ``redis-server`` on a free
-loopback port (`tests.redis_servers.RedisServer`); nothing is mocked or skipped.
+loopback port (`tests.support.redis_servers.RedisServer`); nothing is mocked or skipped.
 """
 
 from __future__ import annotations
@@ -34,9 +34,8 @@ from django_broadcaster.backends.redis import RedisBackend, RedisStreamBackend
 from django_broadcaster.config import create_broadcast
 from django_broadcaster.exceptions import BackendUnavailable, ConfigError
 
-from .backends import CONFORMANCE_BACKENDS, REDIS_URL
-from .conftest import make_bus
-from .redis_servers import RedisServer
+from .support.backends import CONFORMANCE_BACKENDS, REDIS_URL, make_bus
+from .support.redis_servers import RedisServer
 
 REDIS_BACKENDS = ["redis", "redis-stream"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,13 +122,13 @@ async def test_two_processes_10000_events_in_order(name: str) -> None:
     prefix = f"t{uuid.uuid4().hex[:12]}"
     args = [str(entry["BACKEND"]), str(entry["LOCATION"]), prefix, str(count)]
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": path}
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.support.settings", "PYTHONPATH": path}
 
     async def peer(role: str) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "tests.redis_peer",
+            "tests.support.redis_peer",
             role,
             *args,
             cwd=ROOT,

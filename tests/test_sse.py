@@ -20,10 +20,10 @@ from django.test.utils import override_settings
 from django_broadcaster import broadcasts
 from django_broadcaster.http import EventStreamResponse
 
-from .backends import POSTGRES_URL, REDIS_URL
-from .command_helpers import private_database
-from .sse_client import EventStream, Message, open_stream
-from .sse_servers import DaphneProcess, UvicornThread
+from .support.backends import POSTGRES_URL, REDIS_URL
+from .support.command_helpers import private_database
+from .support.sse_client import EventStream, Message, open_stream
+from .support.sse_servers import DaphneProcess, UvicornThread
 
 PREFIX = f"sse{uuid.uuid4().hex[:8]}"
 MEMORY = "django_broadcaster.backends.memory.MemoryBackend"

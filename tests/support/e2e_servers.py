@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .servers import wait_until_serving
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TESTPROJECT = REPO / "testproject"
 ARTIFACTS = REPO / "artifacts"
 

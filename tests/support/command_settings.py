@@ -2,7 +2,7 @@
 
 ``BROADCASTER_TEST_BACKENDS`` holds the ``BROADCAST_BACKENDS`` dict as JSON;
 ``BROADCASTER_TEST_DATABASE`` names the PostgreSQL database to use instead of
-the one in tests/settings.py.
+the one in tests/support/settings.py.
 """
 
 import json

@@ -25,7 +25,7 @@ DATABASES = {
         "TEST": {"NAME": os.environ.get("BROADCASTER_TEST_DB_NAME", "test_django_broadcaster")},
     }
 }
-ROOT_URLCONF = "tests.urls"
+ROOT_URLCONF = "tests.support.urls"
 ASGI_APPLICATION = "tests.asgi.application"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGGING_CONFIG = None

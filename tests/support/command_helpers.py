@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
@@ -59,7 +59,7 @@ def private_database(admin_url: str) -> Iterator[str]:
 def command_env(backends: dict[str, Any]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DJANGO_COLORS")}
     env.update(
-        DJANGO_SETTINGS_MODULE="tests.command_settings",
+        DJANGO_SETTINGS_MODULE="tests.support.command_settings",
         BROADCASTER_TEST_BACKENDS=json.dumps(backends),
         PYTHONUNBUFFERED="1",
     )

@@ -1,6 +1,6 @@
 """The other OS process of ``test_two_processes_exchange_events``.
 
-``python -m tests.postgres_peer URL KEY_PREFIX COUNT``: subscribes to
+``python -m tests.support.postgres_peer URL KEY_PREFIX COUNT``: subscribes to
 ``to_child``, prints ``ready``, then publishes COUNT events on ``to_parent``
 (in bursts, so they are batched) while reading COUNT events on ``to_child``;
 prints one JSON line with what it received and exits.
@@ -44,7 +44,7 @@ async def main(url: str, prefix: str, count: int) -> dict[str, object]:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.support.settings")
     import django
 
     django.setup()

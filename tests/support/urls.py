@@ -1,5 +1,5 @@
 from django.urls import include, path
 
 urlpatterns: list[object] = [
-    path("sse/", include("tests.sse_urls")),
+    path("sse/", include("tests.support.sse_urls")),
 ]

@@ -1,4 +1,4 @@
-"""The ASGI application the SSE tests serve (tests/urls.py routes ``/sse/``)."""
+"""The ASGI application the SSE tests serve (tests/support/urls.py routes ``/sse/``)."""
 
 from django.core.asgi import get_asgi_application
 

@@ -1,12 +1,12 @@
 """The OS processes of the Redis two-process test (tests/test_redis.py).
 
-``python -m tests.redis_peer subscribe BACKEND LOCATION KEY_PREFIX COUNT``
+``python -m tests.support.redis_peer subscribe BACKEND LOCATION KEY_PREFIX COUNT``
 subscribes to ``bulk``, prints ``ready``, reads COUNT events and prints one JSON
 line; then it returns from ``asyncio.run()`` *with the subscription still open*
 and the broadcast not closed, as a careless program would: the process must
 still exit promptly (redis-py 8.1 hung there with a Streams reader running).
 
-``python -m tests.redis_peer publish BACKEND LOCATION KEY_PREFIX COUNT``
+``python -m tests.support.redis_peer publish BACKEND LOCATION KEY_PREFIX COUNT``
 publishes the integers ``0 .. COUNT-1`` on ``bulk``, one after the other.
 """
 
@@ -55,7 +55,7 @@ async def publish(bus: Any, count: int) -> dict[str, object]:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.support.settings")
     import django
 
     django.setup()

@@ -1,4 +1,4 @@
-"""Views of the SSE test app (mounted under ``/sse/`` by tests/urls.py).
+"""Views of the SSE test app (mounted under ``/sse/`` by tests/support/urls.py).
 
 The tests drive them through a real ASGI server, so publishing and looking at
 the hub happen on the server's own event loop, through HTTP.

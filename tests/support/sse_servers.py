@@ -1,8 +1,8 @@
-"""Real ASGI servers for the SSE tests, serving tests/sse_asgi.py.
+"""Real ASGI servers for the SSE tests, serving tests/support/sse_asgi.py.
 
 `UvicornThread` runs uvicorn in a thread of the test process (settings come
 from the process, overridden by the fixture); `DaphneProcess` runs Daphne in a
-subprocess with ``tests.command_settings`` and ``BROADCASTER_TEST_BACKENDS``.
+subprocess with ``tests.support.command_settings`` and ``BROADCASTER_TEST_BACKENDS``.
 Both listen on a socket bound here to a free loopback port, so there is no
 race for the port, and both stop only what they started.
 """
@@ -24,7 +24,7 @@ import uvicorn
 
 from .servers import wait_until_serving
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _listener() -> socket.socket:
@@ -48,7 +48,7 @@ class UvicornThread:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, backends: dict[str, Any]) -> None:
-        from tests.sse_asgi import application
+        from tests.support.sse_asgi import application
 
         listener = _listener()
         self.port = listener.getsockname()[1]
@@ -87,7 +87,7 @@ class DaphneProcess:
     def start(self, backends: dict[str, Any]) -> None:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         env.update(
-            DJANGO_SETTINGS_MODULE="tests.command_settings",
+            DJANGO_SETTINGS_MODULE="tests.support.command_settings",
             BROADCASTER_TEST_BACKENDS=json.dumps(backends),
             PYTHONUNBUFFERED="1",
         )
@@ -97,7 +97,14 @@ class DaphneProcess:
             fd = listener.fileno()
             with self.log_path.open("wb") as log:
                 self.process = subprocess.Popen(
-                    [sys.executable, "-m", "daphne", "--fd", str(fd), "tests.sse_asgi:application"],
+                    [
+                        sys.executable,
+                        "-m",
+                        "daphne",
+                        "--fd",
+                        str(fd),
+                        "tests.support.sse_asgi:application",
+                    ],
                     cwd=REPO,
                     env=env,
                     stdin=subprocess.DEVNULL,

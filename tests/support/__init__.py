@@ -1,0 +1,1 @@
+"""Helpers of the test suite: settings, servers, peers, clients. No tests here."""
