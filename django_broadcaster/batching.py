@@ -1,23 +1,16 @@
 """Coalescing concurrent publishes: while one is in flight, later ones queue up and
-go out together in one pipelined batch (up to `PUBLISH_BATCH` events).
-
-A publish, once started, is finished even if its caller is cancelled (a request
-task cancelled because its client left, say): cutting a command off mid-way
-would leave the connection owing a reply, which costs a reconnection of every
-subscription of the event loop.
-"""
+go out together in one pipelined batch (up to `PUBLISH_BATCH` events)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
-from typing import Any
 
 PUBLISH_BATCH = 500
 
 #: Sends ``(channel, payload)`` pairs in order and returns their ids in order.
-Send = Callable[[Sequence[tuple[str, bytes]]], Coroutine[Any, Any, list[str | None]]]
+Send = Callable[[Sequence[tuple[str, bytes]]], Awaitable[list[str | None]]]
 
 
 class PublishBatcher:
@@ -43,17 +36,13 @@ class PublishBatcher:
             self._queued.append((channel, payload, future))
             return await future
         self._publishing = True
-        sending = self._loop.create_task(self._send([(channel, payload)]))
-        sending.add_done_callback(self._sent)
-        return (await asyncio.shield(sending))[0]
-
-    def _sent(self, sending: asyncio.Task[list[str | None]]) -> None:
-        if not sending.cancelled():
-            sending.exception()  # retrieved: its caller may be gone
-        if self._queued:
-            self._flusher = self._loop.create_task(self._flush())
-        else:
-            self._publishing = False
+        try:
+            return (await self._send([(channel, payload)]))[0]
+        finally:
+            if self._queued:
+                self._flusher = self._loop.create_task(self._flush())
+            else:
+                self._publishing = False
 
     async def _flush(self) -> None:
         try:

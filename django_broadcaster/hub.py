@@ -111,6 +111,9 @@ class Hub:
         self._lost_at: float | None = None  # when the current outage was noticed
         self._reader: asyncio.Task[None] | None = None
         self._batcher = PublishBatcher(loop, self._send, self._closed_error)
+        #: ``await hub.publish(channel, payload)``: the event's id; concurrent publishes
+        #: of this loop go out in batches (see `PublishBatcher`).
+        self.publish = self._batcher.publish
         # Closed by the loop itself when it shuts down (asyncio.run, asgiref,
         # pytest-asyncio all call loop.shutdown_asyncgens()), so connections
         # never outlive their loop and "Event loop is closed" cannot happen.
@@ -360,10 +363,6 @@ class Hub:
             logger.debug("unsubscribe on %r failed: %s", self.settings.alias, self._describe(exc))
 
     # -- publishing ----------------------------------------------------------
-
-    async def publish(self, channel: str, payload: bytes) -> str | None:
-        """Publish; concurrent publishes of this loop are batched (see `PublishBatcher`)."""
-        return await self._batcher.publish(channel, payload)
 
     async def _send(self, events: Sequence[tuple[str, bytes]]) -> list[str | None]:
         await self._start()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from contextlib import suppress
 from typing import Any, Generic, TypeVar
@@ -62,11 +62,13 @@ def on_throwaway_loop() -> bool:
     return asyncio.get_running_loop() in AsyncToSync.loop_thread_executors
 
 
-async def on_lasting_loop(coro: Coroutine[Any, Any, T]) -> T:
-    """Await ``coro`` here, or on the bridge loop when this loop is a throwaway one."""
+def on_lasting_loop(coro: Coroutine[Any, Any, T]) -> Awaitable[T]:
+    """``await on_lasting_loop(coro)`` runs ``coro`` here, or on the bridge loop when
+    this loop is a throwaway one. (Not a coroutine itself: on the common path it
+    hands back ``coro``, adding no frame to a hot call.)"""
     if on_throwaway_loop():
-        return await run_on(bridge_loop(), coro)
-    return await coro
+        return run_on(bridge_loop(), coro)
+    return coro
 
 
 async def run_on(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:

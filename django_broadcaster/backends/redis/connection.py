@@ -91,6 +91,7 @@ class RedisConnections:
         self._client: Redis | None = None
         self._connection: AbstractConnection | None = None
         self._missing = "is not connected"  # why there is no command connection
+        self._reopen = False  # the last round trip was cancelled: open a new one
         self._lock = asyncio.Lock()
         self._open = False
 
@@ -117,6 +118,7 @@ class RedisConnections:
         self._open = False
         connection, self._connection = self._connection, None
         self._missing = "is closed"
+        self._reopen = False
         pool, self._pool, self._client = self._pool, None, None
         for reader in readers:
             await discard(reader)
@@ -134,25 +136,27 @@ class RedisConnections:
         This connection of the backend's own replaces the client's pool: redis-py's
         pooled ``execute_command`` costs several times the work. ``socket_timeout``
         bounds the round trip. A round trip that fails or is cancelled may leave
-        replies due on the connection, so it is dropped, never reused: until the
-        hub reconnects, calls raise `ConnectionClosed`.
+        replies due on the connection, so it is dropped, never reused. After a
+        failure calls raise `ConnectionClosed` until the hub reconnects; after a
+        cancellation (a caller that stopped waiting, not a broken link) the next
+        call opens a new command connection by itself, so a cancelled publish
+        never costs the subscriptions a reconnect.
         """
         async with self._lock:
             connection = self._connection
             if connection is None:
-                raise ConnectionClosed(f"{self._owner} {self._missing}")
+                if not self._reopen:
+                    raise ConnectionClosed(f"{self._owner} {self._missing}")
+                self._reopen = False
+                connection = self._connection = await self.open_dedicated()
             try:
                 async with _timeout(self._command_timeout):
                     return await round_trip(connection, commands)
             except BaseException as exc:
                 if self._connection is connection:
                     self._connection = None
-                    self._missing = (
-                        "dropped its command connection: a command was cancelled before "
-                        "its reply arrived"
-                        if isinstance(exc, asyncio.CancelledError)
-                        else f"lost its command connection ({type(exc).__name__})"
-                    )
+                    self._reopen = isinstance(exc, asyncio.CancelledError)
+                    self._missing = f"lost its command connection ({type(exc).__name__})"
                 await discard(connection)
                 if isinstance(exc, asyncio.TimeoutError):
                     raise RedisTimeoutError(
