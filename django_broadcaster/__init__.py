@@ -8,8 +8,10 @@ from .events import Event
 from .exceptions import (
     BackendUnavailable,
     BroadcastError,
+    HistoryGap,
     HistoryNotSupported,
     InvalidChannelName,
+    MessageTooLarge,
     SubscriberLagged,
 )
 from .front import Broadcast
@@ -21,8 +23,10 @@ __all__ = [
     "Broadcast",
     "BroadcastError",
     "Event",
+    "HistoryGap",
     "HistoryNotSupported",
     "InvalidChannelName",
+    "MessageTooLarge",
     "SubscriberLagged",
     "Subscription",
     "broadcast",

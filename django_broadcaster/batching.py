@@ -9,8 +9,9 @@ from contextlib import suppress
 
 PUBLISH_BATCH = 500
 
-#: Sends ``(channel, payload)`` pairs in order and returns their ids in order.
-Send = Callable[[Sequence[tuple[str, bytes]]], Awaitable[list[str | None]]]
+#: Sends ``(channel, payload)`` pairs in order and returns, in order, each one's id
+#: or the exception that event alone met.
+Send = Callable[[Sequence[tuple[str, bytes]]], Awaitable[list[str | Exception | None]]]
 
 
 class PublishBatcher:
@@ -37,7 +38,10 @@ class PublishBatcher:
             return await future
         self._publishing = True
         try:
-            return (await self._send([(channel, payload)]))[0]
+            (result,) = await self._send([(channel, payload)])
+            if isinstance(result, Exception):
+                raise result
+            return result
         finally:
             if self._queued:
                 self._flusher = self._loop.create_task(self._flush())
@@ -56,11 +60,16 @@ class PublishBatcher:
                     for *_, future in batch:
                         if not future.done():
                             future.set_exception(failure)
+                    if isinstance(exc, Exception):
+                        continue  # told to every publish of the batch: go on with the next
                     raise
-                else:
-                    for (*_, future), event_id in zip(batch, ids, strict=True):
-                        if not future.done():
-                            future.set_result(event_id)
+                for (*_, future), result in zip(batch, ids, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
         finally:
             self._publishing = False
 

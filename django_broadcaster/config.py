@@ -18,7 +18,13 @@ DEFAULT_ALIAS = "default"
 MEMORY_BACKEND = "django_broadcaster.backends.memory.MemoryBackend"
 ENTRY_KEYS = ("BACKEND", "LOCATION", "OPTIONS", "KEY_PREFIX")
 #: OPTIONS every backend accepts, with their defaults.
-COMMON_OPTIONS: Mapping[str, Any] = {"MAX_QUEUE": 1000, "SERIALIZER": "json", "TIMEOUT": 5.0}
+COMMON_OPTIONS: Mapping[str, Any] = {
+    "MAX_QUEUE": 1000,
+    "SERIALIZER": "json",
+    "TIMEOUT": 5.0,
+    "MAX_MESSAGE_BYTES": 1024 * 1024,
+    "SIGNING_KEYS": None,
+}
 #: Which extra installs the client library a backend module imports.
 EXTRAS = {"redis": "redis", "psycopg": "postgres", "msgpack": "msgpack", "channels": "channels"}
 
@@ -111,16 +117,48 @@ def create_broadcast(alias: str, entry: object) -> Broadcast:
         )
     common = {**COMMON_OPTIONS, **{k: v for k, v in options.items() if k in COMMON_OPTIONS}}
     max_queue, timeout = common["MAX_QUEUE"], common["TIMEOUT"]
+    max_message_bytes = common["MAX_MESSAGE_BYTES"]
     backend_options = {k: v for k, v in options.items() if k not in COMMON_OPTIONS}
     try:
         if not is_whole_number(max_queue, 1):
             raise option_error("MAX_QUEUE", "a whole number >= 1", max_queue)
         if not is_seconds(timeout):
             raise option_error("TIMEOUT", "a number of seconds > 0", timeout)
+        if not is_whole_number(max_message_bytes, 1):
+            raise option_error(
+                "MAX_MESSAGE_BYTES", "a whole number of bytes >= 1", max_message_bytes
+            )
+        signing_keys = signing_keys_of(common["SIGNING_KEYS"])
         serializer = get_serializer(common["SERIALIZER"])
         backend_class.check_location(location)
         backend_class.check_options({**backend_class.default_options, **backend_options})
     except ConfigError as exc:
         raise exc.naming(where) from exc.__cause__
     config = BackendConfig(alias, backend_class, location, backend_options, key_prefix)
-    return Broadcast(config, serializer=serializer, max_queue=max_queue, timeout=float(timeout))
+    return Broadcast(
+        config,
+        serializer=serializer,
+        max_queue=max_queue,
+        timeout=float(timeout),
+        max_message_bytes=max_message_bytes,
+        signing_keys=signing_keys,
+    )
+
+
+def signing_keys_of(value: object) -> tuple[bytes, ...]:
+    """``OPTIONS["SIGNING_KEYS"]`` as bytes, newest first; ``()`` when not set."""
+    if value is None:
+        return ()
+    if (
+        isinstance(value, (list, tuple))
+        and value
+        and all(isinstance(key, (str, bytes)) and len(key) >= 16 for key in value)
+    ):
+        return tuple(key.encode() if isinstance(key, str) else key for key in value)
+    # Never echo the value: it is a secret.
+    raise option_error(
+        "SIGNING_KEYS",
+        "a non-empty list of secret keys (str or bytes, 16 characters or more), newest first",
+        "<hidden>" if isinstance(value, (list, tuple, str, bytes)) else type(value).__name__,
+        hint="e.g. [os.environ['BROADCAST_SIGNING_KEY']]; add a new key in front to rotate",
+    )

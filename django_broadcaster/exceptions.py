@@ -28,6 +28,27 @@ class HistoryNotSupported(BroadcastError):
         )
 
 
+class HistoryGap(BroadcastError):
+    """``since=`` names a position from which the history no longer holds every later
+    event (the oldest were dropped by retention): resuming there would skip some.
+
+    ``channels`` lists the channels concerned. Resubscribe without ``since=`` (with
+    ``history=N`` to show recent events) and tell the user some were missed.
+    """
+
+    def __init__(self, alias: str, channels: list[str]) -> None:
+        self.channels = channels
+        super().__init__(
+            f"broadcast backend {alias!r} no longer retains every event after the given "
+            f"since= position of {', '.join(map(repr, channels))}: resubscribe without since= "
+            "(history=N shows the latest events)"
+        )
+
+
+class MessageTooLarge(BroadcastError, ValueError):
+    """A message is larger, encoded, than its alias's ``OPTIONS["MAX_MESSAGE_BYTES"]``."""
+
+
 class BackendUnavailable(BroadcastError, ConnectionError):
     """The backend could not be reached within the configured ``TIMEOUT``."""
 

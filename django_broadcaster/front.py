@@ -17,6 +17,7 @@ from django.db import transaction
 from . import loops
 from .backends.base import BackendConfig
 from .events import Event, validate_channel_name
+from .exceptions import MessageTooLarge
 from .hub import HubSettings
 from .hubs import Hubs
 from .serializers import Serializer
@@ -27,14 +28,24 @@ class Broadcast:
     """Publish to and subscribe on the channels of one configured backend."""
 
     def __init__(
-        self, config: BackendConfig, *, serializer: Serializer, max_queue: int, timeout: float
+        self,
+        config: BackendConfig,
+        *,
+        serializer: Serializer,
+        max_queue: int,
+        timeout: float,
+        max_message_bytes: int = 1024 * 1024,
+        signing_keys: tuple[bytes, ...] = (),
     ) -> None:
         self.config = config
         self.alias = config.alias
         self.serializer = serializer
         self.max_queue = max_queue
         self.timeout = timeout
-        self.hubs = Hubs(HubSettings(config, serializer, max_queue, timeout))
+        self.max_message_bytes = max_message_bytes
+        self.hubs = Hubs(
+            HubSettings(config, serializer, max_queue, timeout, max_message_bytes, signing_keys)
+        )
         self.safe_location = self.hubs.settings.safe_location
         #: Called with each `Event` this process publishes through this alias
         #: (``django_broadcaster.testing.capture`` uses it).
@@ -55,12 +66,19 @@ class Broadcast:
     def _encode(self, channel: str, message: Any) -> bytes:
         validate_channel_name(channel)
         try:
-            return self.serializer.dumps(message)
-        except TypeError as exc:
-            raise TypeError(
+            payload = self.serializer.dumps(message)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(
                 f"cannot publish on {channel!r}: the message cannot be encoded as "
                 f"{self.serializer.name} ({exc}); nothing was sent"
             ) from exc
+        if len(payload) > self.max_message_bytes:
+            raise MessageTooLarge(
+                f"cannot publish on {channel!r}: the message is {len(payload):,} bytes encoded, "
+                f"over OPTIONS['MAX_MESSAGE_BYTES'] ({self.max_message_bytes:,}) of broadcast "
+                f"backend {self.alias!r}; nothing was sent"
+            )
+        return payload
 
     async def apublish(self, channel: str, message: Any, *, on_commit: bool = False) -> str | None:
         """Publish ``message`` on ``channel`` to every subscriber on every host.
@@ -68,7 +86,8 @@ class Broadcast:
         Returns the event id (``None`` on a backend without history). With
         ``on_commit=True`` it is sent when the current database transaction
         commits (nothing on rollback) and ``None`` is returned.
-        Raises `TypeError` if the message cannot be encoded (nothing is sent)
+        Raises `TypeError` or `ValueError` if the message cannot be encoded (NaN, say),
+        `MessageTooLarge` over ``MAX_MESSAGE_BYTES`` (nothing is sent in either case)
         and `BackendUnavailable` if the backend stays unreachable for ``TIMEOUT``.
         """
         payload = self._encode(channel, message)
@@ -111,14 +130,19 @@ class Broadcast:
         self, channel: str, *, since: str | None = None, limit: int | None = 100
     ) -> list[Event]:
         """Retained events of ``channel`` after ``since``, oldest first, at most ``limit``
-        (the newest ones). Raises `HistoryNotSupported` on a backend without history."""
+        (the newest ones). Raises `HistoryNotSupported` on a backend without history,
+        ``ValueError`` when ``since`` is no event id of this backend and `HistoryGap`
+        when retention dropped events after it."""
         validate_channel_name(channel)
         if limit is not None and (not isinstance(limit, int) or limit < 0):
             raise ValueError(f"limit must be a whole number >= 0 or None, not {limit!r}")
         return await loops.on_lasting_loop(self._history(channel, since, limit))
 
     async def _history(self, channel: str, since: str | None, limit: int | None) -> list[Event]:
-        return await self.hubs.current().history(channel, since, limit)
+        hub = self.hubs.current()
+        if since is not None:
+            await hub.check_resumable({channel: since})
+        return await hub.history(channel, since, limit)
 
     def history(
         self, channel: str, *, since: str | None = None, limit: int | None = 100

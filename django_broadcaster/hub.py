@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
@@ -26,7 +26,7 @@ from typing import Protocol, TypeVar
 from .backends.base import BackendConfig, BaseBackend, RawEvent
 from .batching import PublishBatcher
 from .events import Event
-from .exceptions import BackendUnavailable
+from .exceptions import BackendUnavailable, HistoryGap
 from .masking import mask_password, redact
 from .serializers import Serializer
 
@@ -45,6 +45,9 @@ class HubSettings:
     serializer: Serializer
     max_queue: int
     timeout: float
+    max_message_bytes: int = 1024 * 1024
+    #: ``OPTIONS["SIGNING_KEYS"]``, newest first; empty when events are not signed.
+    signing_keys: tuple[bytes, ...] = ()
 
     @property
     def alias(self) -> str:
@@ -364,17 +367,35 @@ class Hub:
 
     # -- publishing ----------------------------------------------------------
 
-    async def _send(self, events: Sequence[tuple[str, bytes]]) -> list[str | None]:
+    async def _send(self, events: Sequence[tuple[str, bytes]]) -> list[str | Exception | None]:
         await self._start()
+        results: list[str | Exception | None]
         if len(events) == 1:
             channel, payload = events[0]
-            ids = [
+            results = [
                 await self._retrying("publish to", lambda: self.backend.publish(channel, payload))
             ]
         else:
-            ids = await self._retrying("publish to", lambda: self.backend.publish_many(events))
-        self._stats.published += len(events)
-        return ids
+            results = await self._retrying("publish to", lambda: self.backend.publish_many(events))
+        self._stats.published += sum(not isinstance(result, Exception) for result in results)
+        return results
+
+    async def check_resumable(self, positions: Mapping[str, str]) -> None:
+        """Raise ``ValueError`` for a position that is no id of this backend, and
+        `HistoryGap` for channels whose history dropped events after their position."""
+        for event_id in positions.values():
+            self.id_order(event_id)
+        await self._start()
+        gaps = []
+        for channel, event_id in positions.items():
+            retained = await self._retrying(
+                "read history from",
+                lambda channel=channel, event_id=event_id: self.backend.retains(channel, event_id),  # type: ignore[misc]
+            )
+            if not retained:
+                gaps.append(channel)
+        if gaps:
+            raise HistoryGap(self.settings.alias, gaps)
 
     async def history(self, channel: str, since: str | None, limit: int | None) -> list[Event]:
         """Decoded retained events of ``channel`` (see `BaseBackend.history`)."""

@@ -19,19 +19,29 @@ class Serializer(Protocol):
     def loads(self, payload: bytes) -> Any: ...
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (browsers' JSON.parse refuses it)")
+
+
 class JSONSerializer:
-    """JSON values; datetimes, decimals, UUIDs and lazy strings as Django encodes them."""
+    """JSON values; datetimes, decimals, UUIDs and lazy strings as Django encodes them.
+
+    Strict JSON both ways: ``NaN`` and the infinities are refused at publish
+    (``ValueError``) and make a received payload undecodable (skipped and
+    counted), so every ``data:`` an SSE client gets parses with ``JSON.parse``."""
 
     name = "json"
 
     def __init__(self) -> None:
-        self._encode = DjangoJSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+        self._encode = DjangoJSONEncoder(
+            separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode
 
     def dumps(self, message: Any) -> bytes:
         return self._encode(message).encode()
 
     def loads(self, payload: bytes) -> Any:
-        return json.loads(payload)
+        return json.loads(payload, parse_constant=_refuse_constant)
 
 
 class MsgpackSerializer:

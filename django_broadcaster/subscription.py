@@ -79,6 +79,8 @@ class Subscription:
 
     async def __aenter__(self) -> Subscription:
         hub = self._hubs.current()
+        if self._since:
+            await hub.check_resumable(self._since)
         replay = [c for c in self.channels if c in self._since or self._history]
         # Live events of replayed channels wait in _held until their history is
         # queued, so the seam has neither a gap nor a duplicate.
@@ -198,7 +200,7 @@ class Subscription:
             waiter.set_result(None)
 
 
-def _since_by_channel(channels: tuple[str, ...], since: Since) -> dict[str, str | None]:
+def _since_by_channel(channels: tuple[str, ...], since: Since) -> dict[str, str]:
     if since is None:
         return {}
     if isinstance(since, str):
@@ -213,5 +215,8 @@ def _since_by_channel(channels: tuple[str, ...], since: Since) -> dict[str, str 
             raise ValueError(
                 f"since= names channels not subscribed to: {', '.join(sorted(unknown))}"
             )
-        return {channel: since[channel] for channel in channels if since.get(channel) is not None}
+        positions = {channel: since.get(channel) for channel in channels}
+        return {
+            channel: position for channel, position in positions.items() if position is not None
+        }
     raise TypeError(f"since= must be an event id, a mapping or None, not {since!r}")

@@ -36,7 +36,7 @@ from django_broadcaster.backends.postgres.envelope import (
 )
 from django_broadcaster.checks import check_backends
 from django_broadcaster.config import create_broadcast
-from django_broadcaster.exceptions import ConfigError
+from django_broadcaster.exceptions import ConfigError, HistoryGap
 from django_broadcaster.models import HISTORY_TABLE as MODEL_TABLE
 from django_broadcaster.models import HistoryEvent
 
@@ -465,7 +465,9 @@ async def test_history_size_is_exact_for_readers_and_pruned_on_disk(
         ids = [await bus.apublish("kept", i) for i in range(12)]
         await bus.apublish("other", "x")
         assert [e.message for e in await bus.ahistory("kept")] == [7, 8, 9, 10, 11]
-        assert [e.message for e in await bus.ahistory("kept", since=ids[2])] == [7, 8, 9, 10, 11]
+        assert [e.message for e in await bus.ahistory("kept", since=ids[7])] == [8, 9, 10, 11]
+        with pytest.raises(HistoryGap):  # 3 to 6 are beyond HISTORY_SIZE
+            await bus.ahistory("kept", since=ids[2])
         backend = backend_of(bus)
         wire = backend.wire_name("kept")
         assert await count_rows(admin, wire) == 12

@@ -117,9 +117,24 @@ class BaseBackend:
         """Send one event; return its id (``None`` without history)."""
         raise NotImplementedError
 
-    async def publish_many(self, events: Sequence[tuple[str, bytes]]) -> list[str | None]:
-        """Send several events in order; override to pipeline them in one round trip."""
-        return [await self.publish(channel, payload) for channel, payload in events]
+    async def publish_many(
+        self, events: Sequence[tuple[str, bytes]]
+    ) -> list[str | Exception | None]:
+        """Send several events in order; override to pipeline them in one round trip.
+
+        Return one entry per event: its id, or the exception that event alone met
+        (an error reply for one key, say) while the others went out — so one bad
+        event fails only its own publish. Raise for what fails the whole batch (a
+        connection error: the hub heals and retries the batch)."""
+        results: list[str | Exception | None] = []
+        for channel, payload in events:
+            try:
+                results.append(await self.publish(channel, payload))
+            except self.connection_errors:
+                raise
+            except Exception as exc:
+                results.append(exc)
+        return results
 
     async def subscribe(self, positions: Mapping[str, str | None]) -> Mapping[str, str]:
         """Start receiving these channels; return their baselines.
@@ -157,8 +172,25 @@ class BaseBackend:
         first, at most the ``limit`` newest of them."""
         raise HistoryNotSupported.on(self.alias, type(self))
 
+    async def retains(self, channel: str, event_id: str) -> bool:
+        """Whether every event of ``channel`` published after ``event_id`` is still in
+        its history (retention has dropped none of them), so resuming there misses
+        nothing. ``since=`` and ``history(since=)`` ask first and raise `HistoryGap`
+        when not. This default reads the whole history; override it with a bounded
+        lookup (the oldest retained id, or the engine's record of what it dropped)."""
+        order = self.id_order(event_id)
+        retained = await self.history(channel, None, None)
+        if not retained or retained[0].id is None:
+            return True
+        return self.id_order(retained[0].id) <= order
+
     def id_order(self, event_id: str) -> tuple[int, ...]:
-        """A sortable key for an event id; ids are ``"N"`` or ``"N-M"`` integers by default."""
+        """A sortable key for an event id; ids are ``"N"`` or ``"N-M"`` integers by default.
+
+        Raise ``ValueError`` for anything that is not an id of this backend — also
+        for what parses but the engine would refuse (out of range, say): every id a
+        caller passes (``since=``, an SSE ``Last-Event-ID``) goes through here before
+        it reaches the engine."""
         try:
             return tuple(int(part) for part in event_id.split("-"))
         except (AttributeError, ValueError):

@@ -142,7 +142,9 @@ class PostgresBackend(BaseBackend):
         self._retention.published((names.wire,), 1, self.prune)
         return str(row[0])
 
-    async def publish_many(self, events: Sequence[tuple[str, bytes]]) -> list[str | None]:
+    async def publish_many(
+        self, events: Sequence[tuple[str, bytes]]
+    ) -> list[str | Exception | None]:
         if len(events) == 1:
             return [await self.publish(*events[0])]
         names = [self._names(channel) for channel, _ in events]

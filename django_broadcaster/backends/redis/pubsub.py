@@ -123,7 +123,9 @@ class RedisBackend(RedisBackendBase):
         raise_errors(await self.connections.execute(("PUBLISH", self.wire_name(channel), payload)))
         return None
 
-    async def publish_many(self, events: Sequence[tuple[str, bytes]]) -> list[str | None]:
+    async def publish_many(
+        self, events: Sequence[tuple[str, bytes]]
+    ) -> list[str | Exception | None]:
         commands = [("PUBLISH", self.wire_name(channel), payload) for channel, payload in events]
         raise_errors(await self.connections.execute(*commands))
         return [None] * len(events)

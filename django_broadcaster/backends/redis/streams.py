@@ -123,7 +123,9 @@ class RedisStreamBackend(RedisBackendBase):
         (event_id,) = raise_errors(replies)
         return text(event_id)
 
-    async def publish_many(self, events: Sequence[tuple[str, bytes]]) -> list[str | None]:
+    async def publish_many(
+        self, events: Sequence[tuple[str, bytes]]
+    ) -> list[str | Exception | None]:
         commands = [self._xadd_args(channel, payload) for channel, payload in events]
         replies = await self.connections.execute(*commands)
         return [text(event_id) for event_id in raise_errors(replies)]
