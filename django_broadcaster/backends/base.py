@@ -20,6 +20,7 @@ from django.core.checks import CheckMessage
 from ..exceptions import ConfigError, HistoryNotSupported
 from ..masking import mask_password, redact
 from ..options import is_seconds, is_whole_number, option_error
+from .history import integer_id
 
 __all__ = [
     "BackendConfig",
@@ -190,14 +191,9 @@ class BaseBackend:
         Raise ``ValueError`` for anything that is not an id of this backend — also
         for what parses but the engine would refuse (out of range, say): every id a
         caller passes (``since=``, an SSE ``Last-Event-ID``) goes through here before
-        it reaches the engine."""
-        try:
-            return tuple(int(part) for part in event_id.split("-"))
-        except (AttributeError, ValueError):
-            raise ValueError(
-                f"{event_id!r} is not an event id of {type(self).__name__}: pass an Event.id "
-                "this backend returned"
-            ) from None
+        it reaches the engine. The default takes ASCII digits, each part at most
+        2**64 - 1 (`django_broadcaster.backends.history.integer_id`)."""
+        return integer_id(event_id, type(self).__name__)
 
 
 def location_error(message: str, hint: str) -> ConfigError:
