@@ -1,4 +1,4 @@
-"""The history table of `PostgresBackend` (created by ``manage.py migrate``).
+"""The tables of `PostgresBackend` (created by ``manage.py migrate``).
 
 The schema is portable so ``migrate`` also succeeds on databases that never
 hold broadcast history (SQLite, MySQL); only PostgreSQL databases named by a
@@ -12,6 +12,7 @@ from django.db.models.functions import Now
 
 #: Also spelled out in ``backends/postgres/statements.py``, which must not import models.
 HISTORY_TABLE = "django_broadcaster_event"
+PRUNED_TABLE = "django_broadcaster_pruned"
 
 
 class HistoryEvent(models.Model):
@@ -31,3 +32,19 @@ class HistoryEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} #{self.id}"
+
+
+class PrunedHistory(models.Model):
+    """The highest event id retention deleted from one channel's history, written by
+    the statement that deleted it: a ``since=`` position below it has lost events."""
+
+    #: The engine-side channel name, as in `HistoryEvent.channel`.
+    channel = models.CharField(max_length=255, primary_key=True)
+    last_id = models.BigIntegerField()
+
+    class Meta:
+        db_table = PRUNED_TABLE
+        verbose_name = "pruned broadcast history"
+
+    def __str__(self) -> str:
+        return f"{self.channel} pruned up to #{self.last_id}"

@@ -26,19 +26,14 @@ from django.db import connection, connections
 from django.test.utils import override_settings
 from psycopg import sql
 
-from django_broadcaster import BackendUnavailable, Broadcast, Event
-from django_broadcaster.backends.postgres import HISTORY_TABLE, PostgresBackend
+from django_broadcaster import BackendUnavailable, Broadcast, Event, models
+from django_broadcaster.backends.postgres import HISTORY_TABLE, PostgresBackend, statements
 from django_broadcaster.backends.postgres.connections import Connector
-from django_broadcaster.backends.postgres.envelope import (
-    INLINE_LIMIT,
-    NOTIFY_LIMIT,
-    notification_body,
-)
 from django_broadcaster.checks import check_backends
 from django_broadcaster.config import create_broadcast
 from django_broadcaster.exceptions import ConfigError, HistoryGap
 from django_broadcaster.models import HISTORY_TABLE as MODEL_TABLE
-from django_broadcaster.models import HistoryEvent
+from django_broadcaster.models import HistoryEvent, PrunedHistory
 
 from .support.backends import make_bus
 
@@ -96,26 +91,22 @@ async def test_one_megabyte_message_round_trips(pg: Broadcast) -> None:
 
 
 @pytest.mark.parametrize("serializer", ["json", "msgpack"])
-async def test_payloads_either_side_of_the_notify_limit(serializer: str) -> None:
-    """The limit applies to the *encoded* notification: multi-byte text counts in bytes."""
+async def test_notifications_carry_only_the_id_whatever_the_message(
+    serializer: str, admin: psycopg.AsyncConnection[Any]
+) -> None:
+    """Messages of any size and bytes travel through the table; NOTIFY says only which id."""
     bus = make_bus("postgres", OPTIONS={"SERIALIZER": serializer})
     try:
-        messages: list[Any] = [
-            "é" * 3400,  # 3400 characters, 6800+ bytes: still inline
-            "é" * 3600,  # 3600 characters but 7200+ bytes: sent as an id
-            "a" * (NOTIFY_LIMIT - 10),
-            "a" * NOTIFY_LIMIT,
-            {"k": "€" * 5000},
-        ]
+        messages: list[Any] = ["é" * 3400, "é" * 3600, "a" * 8000, {"k": "€" * 5000}, "\x00"]
         if serializer == "msgpack":
-            messages += [b"\x00\xff" * 2000, b"\x00\xff" * 3000]  # base64 inline / as an id
+            messages += [b"\x00\xff" * 2000, b"\x00\xff" * 3000]
+        notify = backend_of(bus).notify_channel("edge")
+        await admin.execute(sql.SQL("LISTEN {}").format(sql.Identifier(notify)))
         async with bus.subscribe("edge") as sub:
-            for message in messages:
-                await bus.apublish("edge", message)
+            ids = [await bus.apublish("edge", message) for message in messages]
             assert [e.message for e in await drain(sub, len(messages))] == messages
-        for message in messages:
-            body = notification_body(bus.serializer.dumps(message), utf8_server=True)
-            assert len(("@" + "9" * 19 + body).encode()) <= INLINE_LIMIT
+        notes = admin.notifies(timeout=TIMEOUT, stop_after=len(messages))
+        assert [note.payload async for note in notes] == [f"@{event_id}" for event_id in ids]
     finally:
         await bus.aclose()
 
@@ -195,7 +186,7 @@ async def test_foreign_notifications_are_logged_and_skipped(
         await admin.execute(
             "SELECT pg_notify(%s, %s)", (backend.notify_channel("junk"), f"@{junk_id}")
         )
-        # ... an id that is not in the table, and a broken inline event.
+        # ... an id that is not in the table, and what only looks like a notification.
         await admin.execute(
             "SELECT pg_notify(%s, '@9223372036854775000')", (backend.notify_channel("junk"),)
         )
@@ -210,10 +201,166 @@ async def test_foreign_notifications_are_logged_and_skipped(
     assert pg.stats()["undecodable"] == 3
     logged = caplog.text
     assert "skipped an undecodable json payload on channel 'junk'" in logged
-    assert "not in the history table" in logged
+    assert "refused 1 notification(s) on channel(s) 'junk'" in logged
     # The reader survived: the channel still works, history shows the raw row too.
     history = await backend.history("junk", None, None)
     assert [e.id for e in history] == [str(junk_id), event_id]
+
+
+@pytest.fixture
+async def login_role(admin: psycopg.AsyncConnection[Any]) -> AsyncIterator[tuple[str, str]]:
+    """A new role that may log in and nothing more, and its URL to the test database over
+    127.0.0.1; dropped afterwards with whatever it was granted."""
+    role = f"broadcaster_{uuid.uuid4().hex[:12]}"
+    await admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    s = connections["default"].settings_dict
+    try:
+        yield role, f"postgresql://{role}@127.0.0.1:{s['PORT'] or 5432}/{s['NAME']}"
+    finally:
+        await admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        await admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused ")]
+
+
+async def test_forged_notifications_deliver_nothing_and_block_nothing(
+    pg: Broadcast,
+    admin: psycopg.AsyncConnection[Any],
+    login_role: tuple[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Anyone who can log in may NOTIFY: a role with no privilege on the history table
+    forges notifications in the backend's format. None is delivered, none moves a
+    position, and the genuine events around them all arrive."""
+    backend = backend_of(pg)
+    notify = backend.notify_channel("victim")
+    forger = await psycopg.AsyncConnection.connect(login_role[1], autocommit=True)
+    try:
+        for statement in ("SELECT * FROM {}", "INSERT INTO {} (channel, payload) VALUES ('x', '')"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                await forger.execute(sql.SQL(statement).format(sql.Identifier(HISTORY_TABLE)))
+        async with pg.subscribe("victim") as sub:
+            first = await pg.apublish("victim", "first")
+            assert await sub.get(TIMEOUT) == Event("victim", "first", first)
+            elsewhere = await pg.apublish("elsewhere", "a real id, of another channel")
+            # One burst: the event inline with a huge id (it used to be delivered, and its
+            # id made every later event look like a duplicate), the same id alone, and a
+            # real id of another channel.
+            await forger.execute(
+                "SELECT pg_notify(%(n)s, '@9223372036854775000:t{\"forged\": 1}'),"
+                " pg_notify(%(n)s, '@9223372036854775000'), pg_notify(%(n)s, %(other)s)",
+                {"n": notify, "other": f"@{elsewhere}"},
+            )
+            # A real id of this channel, before its row is committed, with another payload.
+            async with admin.transaction():
+                cursor = await admin.execute(
+                    sql.SQL(
+                        "INSERT INTO {} (channel, payload) VALUES (%s, %s) RETURNING id"
+                    ).format(sql.Identifier(HISTORY_TABLE)),
+                    (backend.wire_name("victim"), b'"real"'),
+                )
+                row = await cursor.fetchone()
+                assert row is not None
+                await forger.execute(
+                    "SELECT pg_notify(%(n)s, %(id)s || ':t\"evil\"'), pg_notify(%(n)s, %(id)s)",
+                    {"n": notify, "id": f"@{row[0]}"},
+                )
+                for _ in range(TIMEOUT * 100):  # refused before the row commits
+                    if len(refusals(caplog)) == 2:
+                        break
+                    await asyncio.sleep(0.01)
+                await admin.execute("SELECT pg_notify(%s, %s)", (notify, f"@{row[0]}"))
+            after = await pg.apublish("victim", "after")
+            events = await drain(sub, 2)
+            await asyncio.sleep(0.1)
+            assert sub.pending == 0
+    finally:
+        await forger.close()
+    assert events == [Event("victim", "real", str(row[0])), Event("victim", "after", after)]
+    assert [e.message for e in await pg.ahistory("victim")] == ["first", "real", "after"]
+    # Logged once per batch, with no payload.
+    assert refusals(caplog) == [
+        "refused 2 notification(s) on channel(s) 'victim' of 'default': the ids they announce "
+        "are no events of that channel in the history table (a forged NOTIFY, or pruned "
+        "already); nothing was handed out for them",
+        "refused 1 notification(s) on channel(s) 'victim' of 'default': the ids they announce "
+        "are no events of that channel in the history table (a forged NOTIFY, or pruned "
+        "already); nothing was handed out for them",
+    ]
+
+
+MALFORMED_IDS = [
+    *("-1", "+1", " 1", "1 ", "1_000", "1.0", "1e3", "0x1f", "1-0", ""),
+    *("\u0661", "\uff11", "9223372036854775808", "9" * 5000),
+]
+
+
+async def test_malformed_ids_are_value_errors_before_any_sql() -> None:
+    """since= and a SSE Last-Event-ID come from clients: anything but an id PostgreSQL
+    takes as a bigint from 0 up is refused by id_order, before a connection opens."""
+    bus = make_bus("postgres")
+    try:
+        backend = backend_of(bus)
+        assert backend.id_order("0") == (0,)
+        assert backend.id_order("9223372036854775807") == (2**63 - 1,)
+        for bad in MALFORMED_IDS:
+            with pytest.raises(ValueError, match="is not an event id of PostgresBackend"):
+                backend.id_order(bad)
+            with pytest.raises(ValueError, match="is not an event id of PostgresBackend"):
+                await bus.ahistory("strict", since=bad)
+            with pytest.raises(ValueError, match="is not an event id of PostgresBackend"):
+                async with bus.subscribe("strict", since=bad):
+                    pass
+        assert backend._pub is None and backend._listener.connection is None
+    finally:
+        await bus.aclose()
+
+
+async def test_a_refused_event_fails_alone_in_a_batch(
+    admin: psycopg.AsyncConnection[Any], login_role: tuple[str, str]
+) -> None:
+    """Row-level security lets this role publish on every channel but 'private.*': the
+    batch statement is refused as a whole (nothing stored), then each event is sent alone."""
+    role, url = login_role
+    table, ident = sql.Identifier(HISTORY_TABLE), sql.Identifier(role)
+    grants = [
+        "GRANT SELECT, INSERT ON {table} TO {role}",
+        "CREATE POLICY broadcaster_read ON {table} FOR SELECT TO {role} USING (true)",
+        "CREATE POLICY broadcaster_write ON {table} FOR INSERT TO {role}"
+        " WITH CHECK (channel NOT LIKE '%%:private.%%')",
+        "ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
+    ]
+    for grant in grants:
+        await admin.execute(sql.SQL(grant).format(table=table, role=ident))
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    bus = create_broadcast("rls", {"BACKEND": BACKEND, "LOCATION": url, "KEY_PREFIX": prefix})
+    backend = PostgresBackend(bus.config)
+    try:
+        await backend.connect()
+        results = await backend.publish_many(
+            [("news", b"1"), ("private.x", b"2"), ("news", b"3"), ("private.x", b"4")]
+        )
+        assert isinstance(results[1], psycopg.errors.InsufficientPrivilege)
+        assert isinstance(results[3], psycopg.errors.InsufficientPrivilege)
+        stored = await backend.history("news", None, None)
+        assert [(e.id, e.payload) for e in stored] == [(results[0], b"1"), (results[2], b"3")]
+        # Through the public API: concurrent publishes share one batch.
+        outcome = await asyncio.gather(
+            bus.apublish("news", 5), bus.apublish("private.y", 6), return_exceptions=True
+        )
+        assert isinstance(outcome[0], str)
+        assert isinstance(outcome[1], psycopg.errors.InsufficientPrivilege)
+        assert [e.message for e in await bus.ahistory("news")] == [1, 3, 5]
+    finally:
+        await backend.close()
+        await bus.aclose()
+        await admin.execute(sql.SQL("ALTER TABLE {} DISABLE ROW LEVEL SECURITY").format(table))
+        for policy in ("broadcaster_read", "broadcaster_write"):
+            await admin.execute(
+                sql.SQL("DROP POLICY {} ON {}").format(sql.Identifier(policy), table)
+            )
 
 
 # -- connection loss ---------------------------------------------------------------
@@ -462,32 +609,74 @@ async def test_history_size_is_exact_for_readers_and_pruned_on_disk(
 ) -> None:
     bus = make_bus("postgres", OPTIONS={"HISTORY_SIZE": 5, "HISTORY_MAX_AGE": None})
     try:
-        ids = [await bus.apublish("kept", i) for i in range(12)]
-        await bus.apublish("other", "x")
-        assert [e.message for e in await bus.ahistory("kept")] == [7, 8, 9, 10, 11]
-        assert [e.message for e in await bus.ahistory("kept", since=ids[7])] == [8, 9, 10, 11]
-        with pytest.raises(HistoryGap):  # 3 to 6 are beyond HISTORY_SIZE
-            await bus.ahistory("kept", since=ids[2])
+        ids = [await bus.apublish("kept", i) for i in range(7)]
+        between = await bus.apublish("other", "x")  # ids are global: one of another channel
+        ids += [await bus.apublish("kept", i) for i in range(7, 12)]
         backend = backend_of(bus)
         wire = backend.wire_name("kept")
+
+        async def check() -> None:
+            assert [e.message for e in await bus.ahistory("kept")] == [7, 8, 9, 10, 11]
+            assert [e.message for e in await bus.ahistory("kept", since=ids[7])] == [8, 9, 10, 11]
+            # Nothing after ids[6] (nor after the other channel's id) was dropped ...
+            for since in (ids[6], between):
+                assert [e.message for e in await bus.ahistory("kept", since=since)] == [
+                    *(7, 8, 9, 10, 11)
+                ]
+            async with bus.subscribe("kept", since=ids[6]) as sub:
+                assert [e.message for e in await drain(sub, 5)] == [7, 8, 9, 10, 11]
+            # ... but 6 is beyond HISTORY_SIZE after ids[5], 3 to 6 after ids[2].
+            for since in (ids[5], ids[2], "0"):
+                with pytest.raises(HistoryGap):
+                    await bus.ahistory("kept", since=since)
+
+        await check()  # reads apply the size before the rows are deleted
         assert await count_rows(admin, wire) == 12
         await backend.prune()  # trims the channels it published to
         assert await count_rows(admin, wire) == 5
         assert await count_rows(admin, backend.wire_name("other")) == 1
+        await check()  # and after
     finally:
         await bus.aclose()
 
 
+async def backdate(admin: psycopg.AsyncConnection[Any], up_to: str | None) -> None:
+    """Make the events up to ``up_to`` (of every channel, as time would) an hour older."""
+    await admin.execute(
+        sql.SQL("UPDATE {} SET created = created - interval '1 hour' WHERE id <= %s").format(
+            sql.Identifier(HISTORY_TABLE)
+        ),
+        (int(up_to or 0),),
+    )
+
+
 async def test_history_max_age(admin: psycopg.AsyncConnection[Any]) -> None:
-    bus = make_bus("postgres", OPTIONS={"HISTORY_SIZE": None, "HISTORY_MAX_AGE": 0.3})
+    bus = make_bus("postgres", OPTIONS={"HISTORY_SIZE": None, "HISTORY_MAX_AGE": 60})
     try:
-        await bus.apublish("aging", "old")
-        await asyncio.sleep(0.5)
-        await bus.apublish("aging", "new")
-        assert [e.message for e in await bus.ahistory("aging")] == ["new"]
+        before = await bus.apublish("elsewhere", 0)
+        old = await bus.apublish("aging", "old")
+        gone = await bus.apublish("gone", "old too")
+        new = await bus.apublish("aging", "new")
+        await backdate(admin, gone)
         backend = backend_of(bus)
-        await backend.prune()
+
+        async def check() -> None:
+            assert [e.message for e in await bus.ahistory("aging")] == ["new"]
+            assert [e.message for e in await bus.ahistory("aging", since=old)] == ["new"]
+            assert await bus.ahistory("gone", since=gone) == []
+            for channel, since in [("aging", before), ("gone", before), ("gone", "0")]:
+                with pytest.raises(HistoryGap):
+                    await bus.ahistory(channel, since=since)
+            assert await bus.ahistory("aging", since=new) == []
+
+        await check()  # reads apply the age before the rows are deleted
+        for _ in range(100):  # each prune deletes among the table's oldest PRUNE_BATCH rows
+            await backend.prune()
+            if await count_rows(admin, backend.wire_name("gone")) == 0:
+                break
         assert await count_rows(admin, backend.wire_name("aging")) == 1
+        assert await count_rows(admin, backend.wire_name("gone")) == 0
+        await check()  # and after: the prune recorded what it deleted
     finally:
         await bus.aclose()
 
@@ -511,8 +700,9 @@ async def test_pruning_runs_by_itself(monkeypatch: pytest.MonkeyPatch, admin: An
 # -- settings, checks, secrets ---------------------------------------------------------
 
 
-def test_model_and_backend_agree_on_the_table() -> None:
+def test_models_and_backend_agree_on_the_tables() -> None:
     assert HistoryEvent._meta.db_table == MODEL_TABLE == HISTORY_TABLE
+    assert PrunedHistory._meta.db_table == models.PRUNED_TABLE == statements.PRUNED_TABLE
 
 
 @pytest.mark.parametrize(

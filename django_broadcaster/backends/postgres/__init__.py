@@ -3,9 +3,9 @@
 Each event is one row of ``django_broadcaster_event`` (created by
 ``manage.py migrate``); its ``bigserial`` id is the event id. Publishing
 inserts the row and calls ``pg_notify`` in the same statement. The
-notification carries the event itself when the *encoded* notification stays
-well under PostgreSQL's 8000-byte limit, otherwise only the id, and the
-listener reads the row. Every broadcast channel has its own ``NOTIFY``
+notification carries only the id and is trusted for nothing but a wake-up
+(anyone may ``NOTIFY``): the listener reads the channel's rows after its
+position from the table. Every broadcast channel has its own ``NOTIFY``
 channel: a name of at most 63 bytes derived from a hash of the channel name
 (``KEY_PREFIX`` included), so long names work and never collide.
 
@@ -21,7 +21,8 @@ The modules: ``backend`` (`PostgresBackend`: connections, publishing,
 history), ``listener`` (the ``LISTEN`` side: subscribing, resuming,
 notifications to events), ``statements`` (the SQL), ``envelope`` (the
 ``NOTIFY`` payload and event ids), ``names`` (a channel's names in
-PostgreSQL), ``retention`` (pruning the table), ``connections`` (opening and
+PostgreSQL), ``retention`` (pruning the table, recording what it deleted for
+`PostgresBackend.retains`), ``connections`` (opening and
 closing connections from ``LOCATION``), ``configuration`` (``LOCATION`` and
 ``OPTIONS`` checks) and ``deployment`` (the history table check, ``E008``).
 """

@@ -14,7 +14,7 @@ from django.core.checks import CheckMessage
 from ..base import BackendConfig, BaseBackend, RawEvent
 from . import configuration, deployment, statements
 from .connections import Connection, Connector, shut
-from .envelope import event_number, notification_body
+from .envelope import event_number
 from .listener import Listener
 from .names import ChannelNames, channel_names, short_prefix
 from .retention import Retention
@@ -53,13 +53,13 @@ class PostgresBackend(BaseBackend):
         self._size = size
         self._synchronous: bool = self.options["SYNCHRONOUS_COMMIT"]
         self._history = statements.history(max_age)
+        self._retained = statements.retained(max_age)
         self._connector = Connector(self.alias, self.location, repr(self))
         self._retention = Retention(size, max_age)
         self._listener = Listener(self.alias, self._prefix, self._connector, size, max_age)
         #: The connection that publishes, reads history and prunes (open between
         #: connect() and close()).
         self._pub: Connection | None = None
-        self._utf8 = False
 
     # -- settings ------------------------------------------------------------
 
@@ -103,7 +103,6 @@ class PostgresBackend(BaseBackend):
         # flush; see the docs for what a server crash may then lose.
         settings = () if self._synchronous else ("SET synchronous_commit = off",)
         self._pub = await self._connector.open(*settings)
-        self._utf8 = self._pub.info.parameter_status("server_encoding") == "UTF8"
         self._retention.restart_clock()
 
     async def close(self) -> None:
@@ -133,7 +132,6 @@ class PostgresBackend(BaseBackend):
             "channel": names.wire,
             "payload": payload,
             "notify": names.notify,
-            "body": notification_body(payload, self._utf8),
         }
         async with self._connector.errors():
             cursor = await conn.execute(statements.PUBLISH, params)
@@ -145,8 +143,22 @@ class PostgresBackend(BaseBackend):
     async def publish_many(
         self, events: Sequence[tuple[str, bytes]]
     ) -> list[str | Exception | None]:
-        if len(events) == 1:
-            return [await self.publish(*events[0])]
+        """One statement for the lot (all or nothing); when PostgreSQL refuses it for
+        another reason than the connection (a row-level security policy refusing one
+        channel, say), nothing was stored: each event is then sent alone, so only the
+        refused one fails."""
+        if len(events) > 1:
+            try:
+                return await self._publish_together(events)
+            except self.connection_errors:
+                raise
+            except psycopg.Error:
+                pass  # nothing was stored: sending each alone finds the refused ones
+        return await super().publish_many(events)
+
+    async def _publish_together(
+        self, events: Sequence[tuple[str, bytes]]
+    ) -> list[str | Exception | None]:
         names = [self._names(channel) for channel, _ in events]
         conn = self._publisher()
         params = {
@@ -154,7 +166,6 @@ class PostgresBackend(BaseBackend):
             "channels": [n.wire for n in names],
             "payloads": [payload for _, payload in events],
             "notifies": [n.notify for n in names],
-            "bodies": [notification_body(payload, self._utf8) for _, payload in events],
         }
         async with self._connector.errors():
             cursor = await conn.execute(statements.PUBLISH_MANY, params)
@@ -192,6 +203,29 @@ class PostgresBackend(BaseBackend):
             await cursor.execute(self._history, params)
             rows = await cursor.fetchall()
         return [RawEvent(channel, bytes(payload), str(event_id)) for event_id, payload in rows]
+
+    async def retains(self, channel: str, event_id: str) -> bool:
+        """Whether reads still return every event of ``channel`` after ``event_id``: none
+        of them pruned (the prune statements record each channel's highest deleted id),
+        past ``HISTORY_MAX_AGE``, or beyond the newest ``HISTORY_SIZE``. Reads at most
+        ``HISTORY_SIZE + 1`` rows of the channel (all those after ``event_id`` when
+        ``HISTORY_SIZE`` is ``None``: what the resume reads anyway)."""
+        after = event_number(event_id)
+        limit = None if self._size is None else self._size + 1
+        params = {"channel": self.wire_name(channel), "after": after, "limit": limit}
+        conn = self._publisher()
+        async with self._connector.errors():
+            cursor = await conn.execute(self._retained, params)
+            row = await cursor.fetchone()
+        assert row is not None
+        pruned, count, expired = row
+        beyond_size = self._size is not None and count > self._size
+        return not (expired or beyond_size or (pruned is not None and pruned > after))
+
+    def id_order(self, event_id: str) -> tuple[int, ...]:
+        """``(row id,)``; `ValueError` for anything but a ``bigint`` id from 0 up in
+        plain decimal digits."""
+        return (event_number(event_id),)
 
     # -- subscriptions (the LISTEN connection) ---------------------------------
 

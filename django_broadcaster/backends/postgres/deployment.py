@@ -1,9 +1,9 @@
-"""Whether the history table exists: system check ``E008``, and the same error at run time.
+"""Whether the backend's tables exist: system check ``E008``, and the same error at run time.
 
-``manage.py migrate`` creates the table; until it ran against the backend's
-database, ``check --database`` reports it and publishing, subscribing or
-reading history raise a `ConfigError` naming the command, instead of a bare
-``UndefinedTable``.
+``manage.py migrate`` creates the history table and the pruned table; until it
+ran against the backend's database, ``check --database`` reports a missing one
+and publishing, subscribing or reading history raise a `ConfigError` naming
+the command, instead of a bare ``UndefinedTable``.
 """
 
 from __future__ import annotations
@@ -19,13 +19,16 @@ from ...exceptions import ConfigError
 from ...masking import mask_password
 from ..base import BackendConfig
 from .configuration import is_url
-from .statements import HISTORY_TABLE
+from .statements import HISTORY_TABLE, PRUNED_TABLE
+
+#: The tables ``migrate`` creates for the backend.
+TABLES = (HISTORY_TABLE, PRUNED_TABLE)
 
 MISSING_TABLE_ID = "django_broadcaster.E008"
 
 
 def deployment_checks(config: BackendConfig, databases: Sequence[str] | None) -> list[CheckMessage]:
-    """``E008`` when the history table is missing.
+    """``E008`` when the history table or the pruned table is missing.
 
     Like Django's database checks this queries only when the check run names
     databases (``check --database``, ``migrate``, the test runner): for an
@@ -34,10 +37,10 @@ def deployment_checks(config: BackendConfig, databases: Sequence[str] | None) ->
     if not databases or _running_migrate():
         return []
     if is_url(config.location):
-        exists = _table_exists_at(config.location)
+        missing = _missing_at(config.location)
         where = mask_password(config.location)
         hint = (
-            "the table is created by `manage.py migrate django_broadcaster` run against "
+            "the tables are created by `manage.py migrate django_broadcaster` run against "
             "this database: add a DATABASES alias for it and run migrate --database ALIAS "
             "(or use that alias as LOCATION)"
         )
@@ -47,15 +50,15 @@ def deployment_checks(config: BackendConfig, databases: Sequence[str] | None) ->
         alias = config.location or DEFAULT_DB_ALIAS
         if alias not in databases:
             return []
-        exists = _table_exists_in(alias)
+        missing = _missing_in(alias)
         where = f"database {alias!r}"
         hint = f"run `manage.py migrate django_broadcaster --database {alias}`"
-    if exists is not False:
+    if not missing:
         return []
     return [
         Error(
-            f"BROADCAST_BACKENDS[{config.alias!r}]: the history table {HISTORY_TABLE!r} of "
-            f"PostgresBackend does not exist in {where}",
+            f"BROADCAST_BACKENDS[{config.alias!r}]: the table(s) {', '.join(map(repr, missing))} "
+            f"of PostgresBackend do not exist in {where}",
             hint=hint,
             id=MISSING_TABLE_ID,
         )
@@ -63,11 +66,11 @@ def deployment_checks(config: BackendConfig, databases: Sequence[str] | None) ->
 
 
 def missing_table_error(alias: str, location: str) -> ConfigError:
-    """The error raised when a statement finds no history table in the backend's database."""
+    """The error raised when a statement finds a table of the backend missing in its database."""
     database = mask_password(location) if is_url(location) else location
     return ConfigError(
-        f"the broadcast history table {HISTORY_TABLE!r} does not exist in the database of "
-        f"{alias!r} ({database or 'default'})",
+        f"a broadcast table ({' or '.join(map(repr, TABLES))}) does not exist in the database "
+        f"of {alias!r} ({database or 'default'})",
         check_id=MISSING_TABLE_ID,
         hint="run `manage.py migrate django_broadcaster` against that database",
     )
@@ -85,24 +88,25 @@ def _running_migrate() -> bool:
     return False
 
 
-def _table_exists_in(alias: str) -> bool | None:
-    """Whether the history table is visible on Django's connection ``alias`` (``None``:
-    cannot tell, e.g. the database is down; other checks and commands report that)."""
+def _missing_in(alias: str) -> list[str]:
+    """The `TABLES` not visible on Django's connection ``alias`` (none when it cannot
+    tell, e.g. the database is down; other checks and commands report that)."""
     from django.db import DatabaseError, connections
 
     connection = connections[alias]
     try:
         with connection.cursor() as cursor:
-            return HISTORY_TABLE in connection.introspection.table_names(cursor)
+            present = set(connection.introspection.table_names(cursor))
     except DatabaseError:
-        return None
+        return []
+    return [table for table in TABLES if table not in present]
 
 
-def _table_exists_at(url: str) -> bool | None:
-    """Whether the history table is visible at ``url`` (``None``: cannot tell)."""
+def _missing_at(url: str) -> list[str]:
+    """The `TABLES` not visible at ``url`` (none when it cannot tell)."""
     try:
         with psycopg.connect(url, connect_timeout=5, autocommit=True) as conn:
-            row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (HISTORY_TABLE,)).fetchone()
+            rows = [conn.execute("SELECT to_regclass(%s)", (t,)).fetchone() for t in TABLES]
     except psycopg.Error:
-        return None
-    return bool(row and row[0])
+        return []
+    return [table for table, row in zip(TABLES, rows, strict=True) if not (row and row[0])]

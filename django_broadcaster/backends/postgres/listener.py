@@ -5,8 +5,10 @@ subscription, so a process that only publishes never opens it. Subscribing
 takes the channels' publish locks for an instant, starts ``LISTEN`` and reads
 either each new channel's newest id (its baseline) or every event after each
 resumed channel's position, all in one transaction: every event committed
-before is in the table, every later one is notified. Per channel, events are
-handed out in id order and an id is never handed out twice.
+before is in the table, every later one is notified. A notification only wakes
+the reader (anyone may ``NOTIFY``): what it hands out is read from the table,
+so a forged notification delivers nothing and moves no position. Per channel,
+events are handed out in id order and an id is never handed out twice.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import psycopg
 from ..base import RawEvent
 from . import statements
 from .connections import Connection, Connector, shut
-from .envelope import event_number, parse_notification
+from .envelope import event_number, notified_id
 from .names import ChannelNames, channel_names
 
 logger = logging.getLogger("django_broadcaster")
@@ -235,43 +237,65 @@ class Listener:
         return [note async for note in conn.notifies(stop_after=1)]
 
     async def _ingest(self, conn: Connection, notes: Sequence[psycopg.Notify]) -> None:
-        """Turn notifications into events, reading from the table those sent as an id."""
-        parsed: list[tuple[str, int | None, bytes | None]] = []
+        """Hand out what ``notes`` announce. A notification is trusted for nothing but
+        "this channel has news" (anyone may ``NOTIFY``): the events handed out, and the
+        positions they move, are the rows each notified channel has after its position,
+        read in one query per batch. A notified id that is no such row is refused."""
+        announced: list[tuple[str, int | None, bytes]] = []  # in arrival order
+        notified: set[str] = set()
         for note in notes:
             channel = self._by_notify.get(note.channel)
             if channel is None:
                 continue  # unsubscribed meanwhile
-            event_id, payload = parse_notification(note.payload)
-            if event_id is not None:
-                last = self._last.get(channel)
-                if last is not None and event_id <= last:
-                    continue  # already replayed
-            parsed.append((channel, event_id, payload))
-        missing = [event_id for _, event_id, payload in parsed if payload is None]
-        rows: dict[int, tuple[str, bytes]] = {}
-        if missing:
-            async with self._connector.errors():
-                cursor = conn.cursor(binary=True)
-                await cursor.execute(statements.FETCH, {"ids": missing})
-                rows = {
-                    event_id: (wire, bytes(data))
-                    for event_id, wire, data in await cursor.fetchall()
-                }
-        for channel, event_id, payload in parsed:
-            if payload is None:
-                assert event_id is not None
-                row = rows.get(event_id)
-                if row is None or row[0] != channel_names(self._prefix, channel).wire:
-                    logger.warning(
-                        "skipped event %s on channel %r of %r: notified, but not in the history "
-                        "table (pruned already, or a foreign NOTIFY)",
-                        event_id,
-                        channel,
-                        self.alias,
-                    )
-                    continue
-                payload = row[1]
+            event_id = notified_id(note.payload)
+            if event_id is None:
+                announced.append((channel, None, note.payload.encode()))
+            elif event_id > self._last.get(channel, 0):  # else handed out already
+                announced.append((channel, event_id, b""))
+                notified.add(channel)
+        rows = await self._rows_after_positions(conn, notified) if notified else []
+        read = {(channel, event_id) for channel, event_id, _ in rows}
+        refused = [
+            channel
+            for channel, event_id, _ in announced
+            if event_id is not None and (channel, event_id) not in read
+        ]
+        pending: dict[str, deque[tuple[int, bytes]]] = {channel: deque() for channel in notified}
+        for channel, event_id, payload in rows:
+            pending[channel].append((event_id, payload))
+        for channel, announced_id, payload in announced:
+            if announced_id is None:
+                self._deliver(channel, None, payload)
+                continue
+            queue = pending[channel]  # the channel's rows up to the announced id
+            while queue and queue[0][0] <= announced_id:
+                self._deliver(channel, *queue.popleft())
+        # Then rows committed since, whose notifications are still on their way
+        # (_deliver skips those handed out above).
+        for channel, event_id, payload in rows:
             self._deliver(channel, event_id, payload)
+        if refused:
+            logger.warning(
+                "refused %d notification(s) on channel(s) %s of %r: the ids they announce "
+                "are no events of that channel in the history table (a forged NOTIFY, or "
+                "pruned already); nothing was handed out for them",
+                len(refused),
+                ", ".join(sorted(map(repr, set(refused)))),
+                self.alias,
+            )
+
+    async def _rows_after_positions(
+        self, conn: Connection, channels: Collection[str]
+    ) -> list[tuple[str, int, bytes]]:
+        """``(channel, id, payload)`` of every row of ``channels`` after the last event
+        handed out on each, in id order."""
+        wires = {self._listening[channel].wire: channel for channel in channels}
+        params = {"channels": list(wires), "after": [self._last.get(c, 0) for c in wires.values()]}
+        async with self._connector.errors():
+            cursor = conn.cursor(binary=True)
+            await cursor.execute(statements.FOLLOW, params)
+            found = await cursor.fetchall()
+        return [(wires[wire], event_id, bytes(payload)) for wire, event_id, payload in found]
 
     def _deliver(self, channel: str, event_id: int | None, payload: bytes) -> None:
         if event_id is not None:

@@ -4,7 +4,9 @@ Reads apply both bounds exactly (in SQL, see `statements.history`); the rows
 themselves are deleted lazily, by the backend instances that publish: every
 `PRUNE_EVERY` events an instance published or every `PRUNE_INTERVAL`
 seconds, whichever comes first, it trims the channels it published to (down
-to ``HISTORY_SIZE``) and every channel's rows past ``HISTORY_MAX_AGE``.
+to ``HISTORY_SIZE``) and every channel's rows past ``HISTORY_MAX_AGE``. The
+same statements record each channel's highest deleted id in the pruned table,
+which `PostgresBackend.retains` reads.
 """
 
 from __future__ import annotations

@@ -11,13 +11,15 @@ from collections.abc import Iterable
 
 from psycopg import sql
 
-#: The table of ``django_broadcaster.models.HistoryEvent`` (not imported: this
-#: package may be imported before the app registry is ready).
+#: The tables of ``django_broadcaster.models.HistoryEvent`` and ``PrunedHistory`` (not
+#: imported: this package may be imported before the app registry is ready).
 HISTORY_TABLE = "django_broadcaster_event"
+PRUNED_TABLE = "django_broadcaster_pruned"
 #: First key of the per-channel advisory locks ("BRDC").
 LOCK_CLASS = 0x42524443
 
 _TABLE = sql.Identifier(HISTORY_TABLE)
+_PRUNED = sql.Identifier(PRUNED_TABLE)
 #: Take the publish locks of ``keys`` until the transaction ends.
 LOCK_CHANNELS = sql.SQL(
     "SELECT count(pg_advisory_xact_lock({cls}::int4, k)) FROM"
@@ -30,7 +32,7 @@ PUBLISH = sql.SQL(
     " (SELECT pg_advisory_xact_lock({cls}::int4, %(key)s::int4)), "
     "row AS (INSERT INTO {table} (channel, payload) "
     "SELECT %(channel)s, %(payload)b FROM lock RETURNING id) "
-    "SELECT id, pg_notify(%(notify)s, '@' || id || %(body)s) FROM row"
+    "SELECT id, pg_notify(%(notify)s, '@' || id) FROM row"
 ).format(table=_TABLE, cls=sql.Literal(LOCK_CLASS))
 
 #: Several events in one statement: locks are taken in key order (no deadlock
@@ -42,10 +44,10 @@ PUBLISH_MANY = sql.SQL(
     " unnest(%(channels)s::text[], %(payloads)b::bytea[]) WITH ORDINALITY"
     " AS u(channel, payload, n) ORDER BY u.n RETURNING id), "
     "numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM rows) "
-    "SELECT x.id, pg_notify(x.notify, '@' || x.id || x.body) FROM"
-    " (SELECT numbered.id, b.notify, b.body FROM numbered JOIN"
-    " unnest(%(notifies)s::text[], %(bodies)s::text[]) WITH ORDINALITY"
-    " AS b(notify, body, n) ON b.n = numbered.n ORDER BY numbered.n) AS x"
+    "SELECT x.id, pg_notify(x.notify, '@' || x.id) FROM"
+    " (SELECT numbered.id, b.notify FROM numbered JOIN"
+    " unnest(%(notifies)s::text[]) WITH ORDINALITY"
+    " AS b(notify, n) ON b.n = numbered.n ORDER BY numbered.n) AS x"
 ).format(table=_TABLE, lock=LOCK_CHANNELS)
 
 #: The last id the table's sequence handed out (``NULL``: never used).
@@ -59,18 +61,23 @@ NEWEST_IDS = sql.SQL(
     " FROM unnest(%(channels)s::text[]) AS p(channel)"
 ).format(table=_TABLE)
 
-#: ``(id, channel, payload)`` of the rows ``ids``.
-FETCH = sql.SQL("SELECT id, channel, payload FROM {table} WHERE id = ANY(%(ids)s::int8[])").format(
-    table=_TABLE
-)
+# Each deletion also records, per channel, the highest id it deleted (in the
+# same statement): `retained` needs it to tell a position before deleted
+# events from one before the channel's first event.
+_RECORD_PRUNED = sql.SQL(
+    " INSERT INTO {pruned} AS p (channel, last_id)"
+    " SELECT channel, max(id) FROM gone GROUP BY channel ORDER BY channel"
+    " ON CONFLICT (channel) DO UPDATE SET last_id = GREATEST(p.last_id, EXCLUDED.last_id)"
+).format(pruned=_PRUNED)
 
 #: Delete all but the newest ``keep`` rows of each of ``channels``.
 PRUNE_SIZE = sql.SQL(
-    "DELETE FROM {table} AS t USING (SELECT p.channel, (SELECT id FROM {table}"
+    "WITH gone AS (DELETE FROM {table} AS t USING (SELECT p.channel, (SELECT id FROM {table}"
     " WHERE channel = p.channel ORDER BY id DESC OFFSET %(keep)s LIMIT 1) AS cutoff"
     " FROM unnest(%(channels)s::text[]) AS p(channel)) AS c"
-    " WHERE t.channel = c.channel AND t.id <= c.cutoff"
-).format(table=_TABLE)
+    " WHERE t.channel = c.channel AND t.id <= c.cutoff RETURNING t.channel, t.id)"
+    "{record}"
+).format(table=_TABLE, record=_RECORD_PRUNED)
 
 # Rows are (nearly) in created order along the primary key: look at the oldest
 # one, and only when it is too old delete among the oldest rows. Both walk the
@@ -84,10 +91,16 @@ OLDEST_EXPIRED = sql.SQL(
 
 #: Delete rows older than ``age`` seconds among the oldest ``batch`` rows.
 PRUNE_AGE = sql.SQL(
-    "DELETE FROM {table} WHERE id = ANY(ARRAY(SELECT id FROM (SELECT id, created "
+    "WITH gone AS (DELETE FROM {table} WHERE id = ANY(ARRAY(SELECT id FROM (SELECT id, created "
     "FROM {table} ORDER BY id LIMIT %(batch)s) AS oldest "
-    "WHERE created < now() - make_interval(secs => %(age)s)))"
-).format(table=_TABLE)
+    "WHERE created < now() - make_interval(secs => %(age)s))) RETURNING channel, id)"
+    "{record}"
+).format(table=_TABLE, record=_RECORD_PRUNED)
+
+
+def _cutoff(max_age: float) -> sql.Composable:
+    """The ``created`` time before which a row is past ``HISTORY_MAX_AGE``."""
+    return sql.SQL("now() - make_interval(secs => {})").format(sql.Literal(float(max_age)))
 
 
 def _newest_first(max_age: float | None) -> sql.Composable:
@@ -95,9 +108,7 @@ def _newest_first(max_age: float | None) -> sql.Composable:
     ``HISTORY_SIZE`` (or a smaller limit) as the ``limit`` parameter."""
     age: sql.Composable = sql.SQL("")
     if max_age is not None:
-        age = sql.SQL("AND created >= now() - make_interval(secs => {})").format(
-            sql.Literal(float(max_age))
-        )
+        age = sql.SQL("AND created >= {}").format(_cutoff(max_age))
     return sql.SQL("{age} ORDER BY id DESC LIMIT %(limit)s").format(age=age)
 
 
@@ -109,13 +120,40 @@ def history(max_age: float | None) -> sql.Composed:
     ).format(table=_TABLE, recent=_newest_first(max_age))
 
 
-def replay(max_age: float | None) -> sql.Composed:
-    """``(channel, id, payload)`` after each channel's ``after``, in id order."""
+def _after_positions(recent: sql.Composable) -> sql.Composed:
+    """``(channel, id, payload)`` of ``channels`` after each one's ``after``, in id order."""
     return sql.SQL(
         "SELECT p.channel, e.id, e.payload FROM unnest(%(channels)s::text[], %(after)s::int8[])"
         " AS p(channel, after) CROSS JOIN LATERAL (SELECT id, payload FROM {table}"
         " WHERE channel = p.channel AND id > p.after {recent}) AS e ORDER BY e.id"
-    ).format(table=_TABLE, recent=_newest_first(max_age))
+    ).format(table=_TABLE, recent=recent)
+
+
+def replay(max_age: float | None) -> sql.Composed:
+    """What a resume hands out: ``(channel, id, payload)`` after each channel's ``after``,
+    in id order, retention applied as by `history`."""
+    return _after_positions(_newest_first(max_age))
+
+
+#: What a listener hands out when notified: every row of ``channels`` after each
+#: one's ``after`` (its last event handed out), in id order. A channel's rows up to
+#: a committed id are all committed (the publish lock), so this skips nothing.
+FOLLOW = _after_positions(sql.SQL(""))
+
+
+def retained(max_age: float | None) -> sql.Composed:
+    """``(highest id pruned from channel or NULL, its rows after ``after`` up to
+    ``limit``, whether one of those is past ``max_age``)``: what `retains` decides on."""
+    expired: sql.Composable = sql.SQL("false")
+    column = sql.SQL("id")
+    if max_age is not None:
+        expired = sql.SQL("coalesce(bool_or(created < {}), false)").format(_cutoff(max_age))
+        column = sql.SQL("created")
+    return sql.SQL(
+        "SELECT (SELECT last_id FROM {pruned} WHERE channel = %(channel)s), count(*), {expired}"
+        " FROM (SELECT {column} FROM {table} WHERE channel = %(channel)s AND id > %(after)s"
+        " ORDER BY id LIMIT %(limit)s) AS s"
+    ).format(pruned=_PRUNED, table=_TABLE, expired=expired, column=column)
 
 
 def listen(notify_channels: Iterable[str]) -> sql.Composed:
