@@ -4,6 +4,7 @@
 # BROADCAST_URL says otherwise, e.g.
 #   BROADCAST_URL=redis://127.0.0.1:6379/0 PORT=8001 scripts/demo.sh
 #   BROADCAST_URL=postgresql://postgres@127.0.0.1:5432/test scripts/demo.sh
+# DEBUG is off unless DJANGO_DEBUG=1 (its error page masks the URL's password).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -21,6 +21,7 @@ from .support.backends import POSTGRES_URL, REDIS_URL
 from .support.command_helpers import Tail, command_env, private_database, run
 
 PREFIX = f"cmd{uuid.uuid4().hex[:8]}"
+PACKED_PREFIX = f"{PREFIX}.msgpack"
 BACKENDS: dict[str, dict[str, Any]] = {
     "default": {
         "BACKEND": "django_broadcaster.backends.redis.RedisStreamBackend",
@@ -39,6 +40,22 @@ DOWN = {
     "LOCATION": "redis://:hunter2@127.0.0.1:1/0",  # nothing listens on port 1
     "OPTIONS": {"TIMEOUT": 0.5},
 }
+#: Aliases a bad setting breaks, each failing differently in the client library.
+BROKEN: dict[str, dict[str, Any]] = {
+    "down": DOWN,
+    # psycopg.OperationalError, whose message has two lines
+    "pg-down": {**POSTGRES, "LOCATION": "postgresql://postgres:hunter2@127.0.0.1:1/x"},
+    # redis.exceptions.ResponseError, not a connection error
+    "redis-db": {**BACKENDS["pubsub"], "LOCATION": f"{REDIS_URL.rsplit('/', 1)[0]}/99"},
+}
+#: psycopg.ProgrammingError; the LOCATION of the test database is added by the fixture.
+BAD_PG_QUERY = "connect_timeout=abc"
+#: What a terminal must not be sent raw: C0 and C1 controls, DEL, bidi controls,
+#: lone surrogates.
+UNSAFE = re.compile(
+    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J\x9b31m\u202egnp.exe\u2066x\u2069\x7f\x85\u200fend"
 LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) (\S+) (\S+) (.*)$")
 
 
@@ -50,13 +67,23 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def env(postgres_url: str) -> dict[str, str]:
-    return command_env({**BACKENDS, "postgres": {**POSTGRES, "LOCATION": postgres_url}})
+    # Its own KEY_PREFIX: processes sharing channels must share the serializer.
+    packed = {
+        **BACKENDS["pubsub"],
+        "KEY_PREFIX": PACKED_PREFIX,
+        "OPTIONS": {"SERIALIZER": "msgpack"},
+    }
+    postgres = {**POSTGRES, "LOCATION": postgres_url}
+    return command_env({**BACKENDS, "packed": packed, "postgres": postgres})
 
 
 @pytest.fixture(scope="module")
-def env_with_down(env: dict[str, str]) -> dict[str, str]:
+def env_with_down(env: dict[str, str], postgres_url: str) -> dict[str, str]:
     backends = json.loads(env["BROADCASTER_TEST_BACKENDS"])
-    return command_env({**backends, "down": DOWN})
+    with_password = postgres_url.replace("://postgres@", "://postgres:hunter2@")
+    bad_query = {**POSTGRES, "LOCATION": f"{with_password}?{BAD_PG_QUERY}"}
+    broken = {name: {**entry, "OPTIONS": {"TIMEOUT": 0.5}} for name, entry in BROKEN.items()}
+    return command_env({**backends, **broken, "pg-query": bad_query})
 
 
 @pytest.fixture
@@ -212,6 +239,92 @@ def test_color_on_request_plain_when_piped(env: dict[str, str]) -> None:
     )
 
 
+def inject(prefix: str, name: str, payloads: list[bytes]) -> None:
+    """Publish raw payloads on channel ``name`` of a pub/sub alias, as anyone with
+    access to Redis could, bypassing the encoding of ``publish``."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        for payload in payloads:
+            client.publish(f"{prefix}:{name}", payload)
+    finally:
+        client.close()
+
+
+def hostile_json() -> tuple[list[bytes], list[Any]]:
+    """JSON payloads carrying terminal escapes, bidi overrides, a lone surrogate."""
+    texts = [
+        json.dumps(HOSTILE),  # every control character as a \\u escape
+        json.dumps(HOSTILE, ensure_ascii=False),  # C1, DEL and bidi characters raw
+        json.dumps({HOSTILE: [HOSTILE, 1.5, None]}),
+        '"\\ud800 lone surrogate"',
+    ]
+    return [text.encode() for text in texts], [json.loads(text) for text in texts]
+
+
+def hostile_msgpack() -> tuple[list[bytes], list[Any]]:
+    """msgpack messages JSON cannot hold as they are: bytes keys, NaN, extension types."""
+    import msgpack
+
+    deep: Any = "bottom"
+    for _ in range(300):
+        deep = [deep]
+    messages = [
+        {b"\x00\xffkey": b"\x01\x02", "text": HOSTILE},
+        {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")},
+        msgpack.ExtType(42, b"\x1b[2J"),
+        msgpack.Timestamp(1, 0),
+        [{b"nested": [{b"\x1b": HOSTILE}]}],
+        deep,
+    ]
+    expected = [
+        {"AP9rZXk=": "AQI=", "text": HOSTILE},
+        {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"},
+        [42, "G1sySg=="],
+        "Timestamp(seconds=1, nanoseconds=0)",
+        [{"bmVzdGVk": [{"Gw==": HOSTILE}]}],
+        None,  # checked below
+    ]
+    return [msgpack.packb(m, use_bin_type=True) for m in messages], expected
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+@pytest.mark.parametrize("serializer", ["json", "msgpack"])
+def test_tail_prints_any_message_safely(
+    env: dict[str, str], tails: list[Tail], serializer: str, as_json: bool
+) -> None:
+    """Whatever a publisher sends, tail keeps going, stdout holds no character a
+    terminal acts on, and each message still parses as JSON (escapes decode back)."""
+    if serializer == "json":
+        alias, prefix, (payloads, expected) = "pubsub", PREFIX, hostile_json()
+    else:
+        alias, prefix, (payloads, expected) = "packed", PACKED_PREFIX, hostile_msgpack()
+    name = channel()
+    options = ["--json"] if as_json else []
+    tail = Tail(env, name, "--using", alias, "--count", str(len(payloads)), *options)
+    tails.append(tail)
+    tail.wait_ready()
+    inject(prefix, name, payloads)
+    lines = [tail.line() for _ in payloads]
+    code, _ = tail.wait()
+    assert code == 0, tail.rest_of_stderr()
+    assert not [line for line in lines if UNSAFE.search(line)], lines
+    if as_json:
+        messages = [json.loads(line)["message"] for line in lines]
+    else:
+        matches = [LINE.match(line) for line in lines]
+        messages = [json.loads(m.group(4)) for m in matches if m]
+        assert len(messages) == len(lines), lines
+    if serializer == "msgpack":
+        bottom = messages[-1]
+        for _ in range(99):
+            bottom = bottom[0]
+        assert bottom == ["<nested too deeply to print>"]
+        messages[-1] = expected[-1]
+    assert messages == expected
+
+
 # -- publish ------------------------------------------------------------------------------
 
 
@@ -244,9 +357,10 @@ def test_status_reports_every_alias(env: dict[str, str]) -> None:
     header, *rows = result.stdout.splitlines()
     assert header.split() == ["ALIAS", "BACKEND", "LOCATION", "HISTORY", "ROUND", "TRIP", "STATUS"]
     found = {row.split()[0]: row.split() for row in rows}
-    assert set(found) == {"default", "pubsub", "postgres"}
+    assert set(found) == {"default", "pubsub", "packed", "postgres"}
     assert found["default"][1:4] == ["RedisStreamBackend", REDIS_URL, "yes"]
     assert found["pubsub"][1:4] == ["RedisBackend", REDIS_URL, "no"]
+    assert found["packed"][1:4] == ["RedisBackend", REDIS_URL, "no"]
     assert found["postgres"][1] == "PostgresBackend"
     assert found["postgres"][3] == "yes"
     for row in found.values():
@@ -264,6 +378,11 @@ def test_status_of_an_unreachable_backend(env_with_down: dict[str, str]) -> None
     assert "redis://:***@127.0.0.1:1/0" in rows["down"]
     assert "could not connect" in rows["down"]
     assert "hunter2" not in result.stdout + result.stderr
+    # One line per alias, however many lines the client library's error has.
+    assert set(rows) == set(json.loads(env_with_down["BROADCASTER_TEST_BACKENDS"]))
+    assert len(result.stdout.splitlines()) == 1 + len(rows)
+    assert "bad value for connect_timeout" in rows["pg-query"]
+    assert "DB index is out of range" in rows["redis-db"]
 
     only = run(env_with_down, "status", "default", "pubsub")
     assert only.returncode == 0
@@ -288,6 +407,12 @@ def test_status_of_an_unreachable_backend(env_with_down: dict[str, str]) -> None
         (["tail", "chat", "--since", "other=1-0"], "names a channel that is not tailed"),
         (["tail", "chat", "--using", "down"], "could not connect to broadcast backend 'down'"),
         (["publish", "chat", "x", "--using", "down"], "could not connect to broadcast backend"),
+        (["tail", "chat", "--using", "pg-down"], "Connection refused Is the server running"),
+        (["publish", "chat", "x", "--using", "pg-down"], "could not connect to broadcast"),
+        (["tail", "chat", "--using", "pg-query"], "bad value for connect_timeout: 'abc'"),
+        (["publish", "chat", "x", "--using", "pg-query"], "ProgrammingError"),
+        (["tail", "chat", "--using", "redis-db"], "ResponseError: DB index is out of range"),
+        (["publish", "chat", "x", "--using", "redis-db"], "'redis-db' (RedisBackend"),
     ],
 )
 def test_bad_input_is_one_line_on_stderr(

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, NamedTuple
 from django.core.checks import CheckMessage
 
 from ..exceptions import ConfigError, HistoryNotSupported
-from ..masking import mask_password, redact
+from ..masking import mask_options, mask_password, redact
 from ..options import is_seconds, is_whole_number, option_error
 from .history import integer_id
 
@@ -50,9 +50,17 @@ class BackendConfig:
 
     alias: str
     backend_class: type[BaseBackend]
-    location: str = field(default="", repr=False)  # may hold a password
-    options: Mapping[str, Any] = field(default_factory=dict)
+    location: str = ""  # may hold a password
+    options: Mapping[str, Any] = field(default_factory=dict)  # may hold secrets
     key_prefix: str = ""
+
+    def __repr__(self) -> str:
+        # Passwords masked: the location's, and every secret-looking option at any depth.
+        return (
+            f"BackendConfig(alias={self.alias!r}, backend_class={self.backend_class.__name__}, "
+            f"location={mask_password(self.location)!r}, "
+            f"options={mask_options(self.options)!r}, key_prefix={self.key_prefix!r})"
+        )
 
 
 class BaseBackend:

@@ -1,32 +1,87 @@
-"""What ``manage.py broadcast`` prints: events (JSON or colored text) and the status table."""
+"""What ``manage.py broadcast`` prints: events (JSON or colored text) and the status table.
+
+Whatever a message holds, what is printed is valid JSON and safe for a terminal:
+characters a terminal would act on or that reorder what it shows are written as
+``\\uXXXX`` escapes, which decode back to the same text.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
+import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from django.core.management.color import Style
-from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
 from ..events import Event
 from .status import StatusRow
 
+#: C0 and C1 controls, DEL, bidirectional formatting (marks, embeddings,
+#: overrides, isolates), and lone surrogates (which no output encoding accepts).
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+#: Deeper parts of a message are printed as `TOO_DEEP` (the JSON encoder recurses).
+MAX_DEPTH = 100
+TOO_DEEP = "<nested too deeply to print>"
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 
-class _Encoder(DjangoJSONEncoder):
-    """Django's JSON encoder; ``bytes`` (msgpack messages) as base64 text."""
 
-    def default(self, o: Any) -> Any:
-        if isinstance(o, (bytes, bytearray, memoryview)):
-            return base64.b64encode(bytes(o)).decode("ascii")
-        return super().default(o)
+def printable(text: str) -> str:
+    """``text`` with every unsafe character written as a JSON-style ``\\uXXXX`` escape."""
+    return _UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+def one_line(text: str) -> str:
+    """``text`` (an error message, say) on one printable line."""
+    return printable(" ".join(text.split()))
 
 
 def to_json(value: Any) -> str:
-    """``value`` as compact JSON on one line."""
-    return json.dumps(value, cls=_Encoder, ensure_ascii=False, separators=(",", ":"))
+    """``value`` as compact, printable JSON on one line, whatever it holds.
+
+    ``bytes`` (values and map keys, from msgpack) become base64 text, NaN and the
+    infinities the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``, any other
+    value that is not JSON (a msgpack ``Timestamp``) its ``repr``.
+    """
+    return _dump(_plain(value, 0))
+
+
+def _dump(plain: Any) -> str:
+    """JSON types as compact, printable JSON."""
+    return printable(json.dumps(plain, ensure_ascii=False, allow_nan=False, separators=(",", ":")))
+
+
+def _plain(value: Any, depth: int) -> Any:
+    """``value`` made of JSON types only."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else _NON_FINITE[repr(value)]
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _base64(value)
+    if depth >= MAX_DEPTH:
+        return TOO_DEEP
+    if isinstance(value, dict):
+        return {_key(k): _plain(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, depth + 1) for v in value]
+    return repr(value)
+
+
+def _key(key: Any) -> str:
+    """A map key as JSON's string key: ``bytes`` as base64, other non-strings by ``repr``."""
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return _base64(key)
+    return key if isinstance(key, str) else repr(key)
+
+
+def _base64(data: bytes | bytearray | memoryview) -> str:
+    return base64.b64encode(bytes(data)).decode("ascii")
 
 
 def event_line(event: Event, as_json: bool, style: Style) -> str:
@@ -39,14 +94,14 @@ def event_line(event: Event, as_json: bool, style: Style) -> str:
             "timestamp": now.isoformat(),
             "channel": event.channel,
             "id": event.id,
-            "message": event.message,
+            "message": _plain(event.message, 0),
         }
-        return to_json(record)
+        return _dump(record)
     return " ".join(
         (
             style.HTTP_NOT_MODIFIED(now.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]),
-            style.MIGRATE_LABEL(event.channel),
-            style.SQL_KEYWORD(event.id if event.id is not None else "-"),
+            style.MIGRATE_LABEL(printable(event.channel)),
+            style.SQL_KEYWORD(printable(event.id) if event.id is not None else "-"),
             to_json(event.message),
         )
     )
@@ -57,12 +112,12 @@ def status_table(rows: list[StatusRow], style: Style) -> list[str]:
     header = ("ALIAS", "BACKEND", "LOCATION", "HISTORY", "ROUND TRIP", "STATUS")
     cells = [
         (
-            row.alias,
+            printable(row.alias),
             row.backend,
-            row.location or "-",
+            printable(row.location or "-"),
             row.history,
             f"{row.round_trip * 1000:.1f} ms" if row.round_trip is not None else "-",
-            "ok" if row.error is None else row.error,
+            "ok" if row.error is None else one_line(row.error),
         )
         for row in rows
     ]

@@ -11,7 +11,12 @@ Everything that changes between runs comes from the environment:
     namespaces channel names on the backend (default ``testproject``).
 ``DJANGO_SQLITE_PATH``
     the SQLite file used when the database is not PostgreSQL (default ``db.sqlite3`` here).
-``DJANGO_DEBUG``, ``DJANGO_SECRET_KEY``, ``DJANGO_ALLOWED_HOSTS``
+``DJANGO_DEBUG``
+    ``1`` turns ``DEBUG`` on (off by default). The debug page then goes through
+    ``django_broadcaster.debug.SafeExceptionReporterFilter``, which masks the
+    password in ``LOCATION``; the URL itself is kept in a lowercase variable,
+    which Django does not list among the settings.
+``DJANGO_SECRET_KEY``, ``DJANGO_ALLOWED_HOSTS``
     the usual; the defaults suit a demo on loopback, not production.
 """
 
@@ -24,7 +29,8 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "testproject-insecure-demo-key")
-DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+DEBUG = os.environ.get("DJANGO_DEBUG", "") == "1"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "django_broadcaster.debug.SafeExceptionReporterFilter"
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
 
 INSTALLED_APPS = [
@@ -77,8 +83,9 @@ def postgres_database(url: str) -> dict[str, object]:
     }
 
 
-BROADCAST_URL = os.environ.get("BROADCAST_URL", "").strip()
-BROADCAST_KEY_PREFIX = os.environ.get("BROADCAST_KEY_PREFIX", "testproject")
+# Lowercase: not settings, so the debug page does not list them (the URL may hold a password).
+broadcast_url = os.environ.get("BROADCAST_URL", "").strip()
+key_prefix = os.environ.get("BROADCAST_KEY_PREFIX", "testproject")
 
 DATABASES = {
     "default": {
@@ -87,33 +94,33 @@ DATABASES = {
     }
 }
 
-if not BROADCAST_URL:
+if not broadcast_url:
     BROADCAST_BACKENDS = {
         "default": {"BACKEND": "django_broadcaster.backends.memory.MemoryBackend"},
     }
-elif BROADCAST_URL.startswith(("redis://", "rediss://", "unix://")):
+elif broadcast_url.startswith(("redis://", "rediss://", "unix://")):
     BROADCAST_BACKENDS = {
         "default": {
             "BACKEND": "django_broadcaster.backends.redis.RedisStreamBackend",
-            "LOCATION": BROADCAST_URL,
-            "KEY_PREFIX": BROADCAST_KEY_PREFIX,
+            "LOCATION": broadcast_url,
+            "KEY_PREFIX": key_prefix,
         },
     }
-elif BROADCAST_URL.startswith(("postgresql://", "postgres://")):
+elif broadcast_url.startswith(("postgresql://", "postgres://")):
     # The history table is created by `manage.py migrate`, so this database is
     # also Django's: the backend's LOCATION names the DATABASES alias.
-    DATABASES["default"] = postgres_database(BROADCAST_URL)
+    DATABASES["default"] = postgres_database(broadcast_url)
     BROADCAST_BACKENDS = {
         "default": {
             "BACKEND": "django_broadcaster.backends.postgres.PostgresBackend",
             "LOCATION": "default",
-            "KEY_PREFIX": BROADCAST_KEY_PREFIX,
+            "KEY_PREFIX": key_prefix,
         },
     }
 else:
     raise ImproperlyConfigured(
         "BROADCAST_URL must be empty (memory), redis://... or postgresql://..., "
-        f"not {BROADCAST_URL.split('://', 1)[0]}://..."
+        f"not {broadcast_url.split('://', 1)[0]}://..."
     )
 
 # Channels rides on the same bus: a group name is a broadcast channel name.

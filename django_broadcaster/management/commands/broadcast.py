@@ -35,9 +35,9 @@ from django_broadcaster.cli.arguments import (
     parse_since,
     whole_number,
 )
-from django_broadcaster.cli.output import event_line, status_table
+from django_broadcaster.cli.output import event_line, one_line, status_table
 from django_broadcaster.cli.status import probe_all
-from django_broadcaster.cli.tail import follow
+from django_broadcaster.cli.tail import describe, follow
 from django_broadcaster.config import DEFAULT_ALIAS
 from django_broadcaster.exceptions import BroadcastError
 from django_broadcaster.masking import redact
@@ -53,6 +53,17 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     TypeError,
     OSError,
 )
+#: The base error of each client library the shipped backends use: what a bad
+#: ``LOCATION`` or ``OPTIONS`` makes the library or the server raise (psycopg's
+#: ``ProgrammingError`` for ``?connect_timeout=abc``, redis-py's ``ResponseError``
+#: for a database number the server does not have...), as ``(module, name)``.
+CLIENT_ERRORS = (("psycopg", "Error"), ("redis.exceptions", "RedisError"))
+
+
+def client_errors() -> tuple[type[BaseException], ...]:
+    """The `CLIENT_ERRORS` of the libraries imported: an error can only come from those."""
+    modules = ((sys.modules.get(module), name) for module, name in CLIENT_ERRORS)
+    return tuple(getattr(module, name) for module, name in modules if module is not None)
 
 
 class Command(BaseCommand):
@@ -207,8 +218,11 @@ class Command(BaseCommand):
         except CommandError:
             raise
         except EXPECTED_ERRORS as exc:
-            message = redact(str(exc) or type(exc).__name__, location)
-            raise CommandError(message) from None
+            raise CommandError(one_line(redact(str(exc) or type(exc).__name__, location))) from None
+        except client_errors() as exc:
+            where = f"broadcast backend {describe(front)}" if front is not None else "a backend"
+            message = redact(f"{where} failed: {type(exc).__name__}: {exc}", location)
+            raise CommandError(f"{one_line(message)}; check its LOCATION and OPTIONS") from None
 
     def _silence_stdout(self) -> None:
         # The reader of a pipe went away (``tail | head``): stop without the
