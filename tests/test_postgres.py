@@ -130,6 +130,20 @@ async def test_long_channel_names_stay_separate(pg: Broadcast) -> None:
     assert [e.message for e in await pg.ahistory(two)] == ["to two"]
 
 
+async def test_one_batch_of_notifications_on_several_channels(pg: Broadcast) -> None:
+    """Concurrent publishes share one statement, so their notifications arrive together:
+    the listener reads every channel's rows in one query and hands them out in order."""
+    async with pg.subscribe("mix.a", "mix.b") as sub:
+        channels = ["mix.a", "mix.b"] * 10
+        ids = await asyncio.gather(*(pg.apublish(c, i) for i, c in enumerate(channels)))
+        events = await drain(sub, len(channels))
+        await asyncio.sleep(0.1)
+        assert sub.pending == 0
+    assert [(e.channel, e.message, e.id) for e in events] == [
+        (c, i, ids[i]) for i, c in enumerate(channels)
+    ]
+
+
 async def test_names_never_reach_sql_as_text() -> None:
     """A KEY_PREFIX may hold anything; unquoted identifiers would also fold case."""
     bus = make_bus("postgres", KEY_PREFIX=f"x'; DROP TABLE {HISTORY_TABLE}; -- \"é{uuid.uuid4()}")

@@ -238,11 +238,11 @@ class Listener:
 
     async def _ingest(self, conn: Connection, notes: Sequence[psycopg.Notify]) -> None:
         """Hand out what ``notes`` announce. A notification is trusted for nothing but
-        "this channel has news" (anyone may ``NOTIFY``): the events handed out, and the
-        positions they move, are the rows each notified channel has after its position,
-        read in one query per batch. A notified id that is no such row is refused."""
-        announced: list[tuple[str, int | None, bytes]] = []  # in arrival order
-        notified: set[str] = set()
+        "this channel has news up to this id" (anyone may ``NOTIFY``): the events handed
+        out, and the positions they move, are rows of the table, read in one query per
+        batch. A notified id that is no row of that channel is refused."""
+        announced: list[tuple[str, int | None, bytes]] = []  # in arrival (commit) order
+        upto: dict[str, int] = {}  # per channel, the highest id announced
         for note in notes:
             channel = self._by_notify.get(note.channel)
             if channel is None:
@@ -252,15 +252,15 @@ class Listener:
                 announced.append((channel, None, note.payload.encode()))
             elif event_id > self._last.get(channel, 0):  # else handed out already
                 announced.append((channel, event_id, b""))
-                notified.add(channel)
-        rows = await self._rows_after_positions(conn, notified) if notified else []
+                upto[channel] = max(event_id, upto.get(channel, 0))
+        rows = await self._rows_up_to(conn, upto) if upto else []
         read = {(channel, event_id) for channel, event_id, _ in rows}
         refused = [
             channel
             for channel, event_id, _ in announced
             if event_id is not None and (channel, event_id) not in read
         ]
-        pending: dict[str, deque[tuple[int, bytes]]] = {channel: deque() for channel in notified}
+        pending: dict[str, deque[tuple[int, bytes]]] = {channel: deque() for channel in upto}
         for channel, event_id, payload in rows:
             pending[channel].append((event_id, payload))
         for channel, announced_id, payload in announced:
@@ -270,10 +270,6 @@ class Listener:
             queue = pending[channel]  # the channel's rows up to the announced id
             while queue and queue[0][0] <= announced_id:
                 self._deliver(channel, *queue.popleft())
-        # Then rows committed since, whose notifications are still on their way
-        # (_deliver skips those handed out above).
-        for channel, event_id, payload in rows:
-            self._deliver(channel, event_id, payload)
         if refused:
             logger.warning(
                 "refused %d notification(s) on channel(s) %s of %r: the ids they announce "
@@ -284,16 +280,30 @@ class Listener:
                 self.alias,
             )
 
-    async def _rows_after_positions(
-        self, conn: Connection, channels: Collection[str]
+    async def _rows_up_to(
+        self, conn: Connection, upto: Mapping[str, int]
     ) -> list[tuple[str, int, bytes]]:
-        """``(channel, id, payload)`` of every row of ``channels`` after the last event
-        handed out on each, in id order."""
-        wires = {self._listening[channel].wire: channel for channel in channels}
-        params = {"channels": list(wires), "after": [self._last.get(c, 0) for c in wires.values()]}
+        """``(channel, id, payload)`` of the rows of each channel of ``upto`` after the
+        last event handed out there, up to the given id, in id order."""
+        wires = {self._listening[channel].wire: channel for channel in upto}
         async with self._connector.errors():
             cursor = conn.cursor(binary=True)
-            await cursor.execute(statements.FOLLOW, params)
+            if len(wires) == 1:
+                ((wire, channel),) = wires.items()
+                params = {
+                    "channel": wire,
+                    "after": self._last.get(channel, 0),
+                    "upto": upto[channel],
+                }
+                await cursor.execute(statements.FOLLOW_ONE, params)
+                return [(channel, i, bytes(payload)) for i, payload in await cursor.fetchall()]
+            channels = list(wires.values())
+            params_many = {
+                "channels": list(wires),
+                "after": [self._last.get(channel, 0) for channel in channels],
+                "upto": [upto[channel] for channel in channels],
+            }
+            await cursor.execute(statements.FOLLOW, params_many)
             found = await cursor.fetchall()
         return [(wires[wire], event_id, bytes(payload)) for wire, event_id, payload in found]
 

@@ -120,25 +120,33 @@ def history(max_age: float | None) -> sql.Composed:
     ).format(table=_TABLE, recent=_newest_first(max_age))
 
 
-def _after_positions(recent: sql.Composable) -> sql.Composed:
-    """``(channel, id, payload)`` of ``channels`` after each one's ``after``, in id order."""
+def replay(max_age: float | None) -> sql.Composed:
+    """What a resume hands out: ``(channel, id, payload)`` after each channel's ``after``,
+    in id order, retention applied as by `history`."""
     return sql.SQL(
         "SELECT p.channel, e.id, e.payload FROM unnest(%(channels)s::text[], %(after)s::int8[])"
         " AS p(channel, after) CROSS JOIN LATERAL (SELECT id, payload FROM {table}"
         " WHERE channel = p.channel AND id > p.after {recent}) AS e ORDER BY e.id"
-    ).format(table=_TABLE, recent=recent)
+    ).format(table=_TABLE, recent=_newest_first(max_age))
 
 
-def replay(max_age: float | None) -> sql.Composed:
-    """What a resume hands out: ``(channel, id, payload)`` after each channel's ``after``,
-    in id order, retention applied as by `history`."""
-    return _after_positions(_newest_first(max_age))
+# What a listener hands out when notified: the rows of each notified channel after
+# its last event handed out, up to the highest id notified (later rows wait for their
+# own notification, so events come in commit order across channels too). A channel's
+# rows up to a committed id are all committed (the publish lock): this skips nothing.
 
-
-#: What a listener hands out when notified: every row of ``channels`` after each
-#: one's ``after`` (its last event handed out), in id order. A channel's rows up to
-#: a committed id are all committed (the publish lock), so this skips nothing.
-FOLLOW = _after_positions(sql.SQL(""))
+#: ``(channel, id, payload)`` of each of ``channels`` in ``(after, upto]``, in id order.
+FOLLOW = sql.SQL(
+    "SELECT p.channel, e.id, e.payload FROM"
+    " unnest(%(channels)s::text[], %(after)s::int8[], %(upto)s::int8[]) AS p(channel, after, upto)"
+    " CROSS JOIN LATERAL (SELECT id, payload FROM {table}"
+    " WHERE channel = p.channel AND id > p.after AND id <= p.upto) AS e ORDER BY e.id"
+).format(table=_TABLE)
+#: `FOLLOW` for one channel (the usual batch), at half its cost: ``(id, payload)``.
+FOLLOW_ONE = sql.SQL(
+    "SELECT id, payload FROM {table} WHERE channel = %(channel)s"
+    " AND id > %(after)s AND id <= %(upto)s ORDER BY id"
+).format(table=_TABLE)
 
 
 def retained(max_age: float | None) -> sql.Composed:
