@@ -33,6 +33,7 @@ def database_url() -> str:
 class MemoryConformance(conformance.BackendConformance):
     BACKEND = "django_broadcaster.backends.memory.MemoryBackend"
     LOCATION = "conformance"
+    RETENTION_OPTIONS = {"HISTORY_SIZE": 5}
 
     async def break_connection(self) -> None:
         memory.disconnect(self.LOCATION)
@@ -57,6 +58,7 @@ class RedisConformance(conformance.BackendConformance):
 
 class RedisStreamConformance(RedisConformance):
     BACKEND = "django_broadcaster.backends.redis.RedisStreamBackend"
+    RETENTION_OPTIONS = {"MAXLEN": 5}
 
     async def asyncTearDown(self) -> None:
         """Delete this test's streams from the shared Redis."""
@@ -75,6 +77,7 @@ class RedisStreamConformance(RedisConformance):
 class PostgresConformance(conformance.BackendConformance):
     BACKEND = "django_broadcaster.backends.postgres.PostgresBackend"
     LOCATION = f"{database_url()}?application_name={APPLICATION}"
+    RETENTION_OPTIONS = {"HISTORY_SIZE": 5}
 
     async def break_connection(self) -> None:
         """pg_terminate_backend our sessions, then wait until they are gone."""
@@ -100,6 +103,7 @@ class LoopbackConformance(conformance.BackendConformance):
 
     BACKEND = "tests.thirdparty.loopback.LoopbackBackend"
     OPTIONS = {"KEEP": 1000}
+    RETENTION_OPTIONS = {"KEEP": 5}
 
     async def break_connection(self) -> None:
         loopback.disconnect()

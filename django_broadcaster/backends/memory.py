@@ -2,28 +2,58 @@
 
 The default when ``BROADCAST_BACKENDS`` is not set, and the one to use in tests.
 Entries with the same ``LOCATION`` share a store (as Django's locmem cache does);
-each channel keeps a bounded ring of its last ``HISTORY_SIZE`` events.
+each channel keeps a bounded ring of its last ``HISTORY_SIZE`` events, and
+remembers the newest event it dropped, so ``retains()`` is exact. Rings of
+channels without a publish for ``IDLE_RETENTION`` seconds are dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import threading
-from collections import deque
+import time
+from collections import OrderedDict, deque
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
 from ..options import is_whole_number, option_error
 from .base import BackendConfig, BaseBackend, RawEvent
+from .history import IDLE_RETENTION, check_idle_retention, integer_id
+
+
+class _Ring:
+    """One channel's retained events and what it no longer holds."""
+
+    __slots__ = ("dropped", "events", "newest", "used")
+
+    def __init__(self, size: int, dropped: int) -> None:
+        self.events: deque[RawEvent] = deque(maxlen=size)
+        #: Every event of the channel up to this id may be gone (0: none is).
+        self.dropped = dropped
+        self.newest = dropped  # the id of its last event
+        self.used = 0.0  # time.monotonic() of its last publish
 
 
 class _Store:
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.ids = itertools.count(1)
-        self.rings: dict[str, deque[RawEvent]] = {}
+        self.last_id = 0
+        # Least recently published first, so idle rings are swept from the front.
+        self.rings: OrderedDict[str, _Ring] = OrderedDict()
+        #: The newest id of any ring swept for idleness: a channel without a ring
+        #: may have lost every event up to it.
+        self.swept = 0
         self.subscribers: dict[str, set[MemoryBackend]] = {}
+
+    def sweep(self, before: float) -> None:
+        """Drop the rings last published to before ``before``; call with ``lock`` held."""
+        rings = self.rings
+        while rings:
+            ring = rings[next(iter(rings))]
+            if ring.used >= before:
+                return
+            rings.popitem(last=False)
+            self.swept = max(self.swept, ring.newest)
 
 
 _stores: dict[str, _Store] = {}
@@ -50,15 +80,20 @@ def disconnect(location: str = "") -> None:
 
 
 class MemoryBackend(BaseBackend):
-    """One process, history in a bounded ring per channel (``OPTIONS["HISTORY_SIZE"]``)."""
+    """One process, history in a bounded ring per channel (``OPTIONS["HISTORY_SIZE"]``),
+    dropped after ``OPTIONS["IDLE_RETENTION"]`` seconds without a publish."""
 
     supports_history = True
-    default_options: ClassVar[Mapping[str, Any]] = {"HISTORY_SIZE": 1000}
+    default_options: ClassVar[Mapping[str, Any]] = {
+        "HISTORY_SIZE": 1000,
+        "IDLE_RETENTION": IDLE_RETENTION,
+    }
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
         self._store = _store(self.location)
         self._history_size: int = self.options["HISTORY_SIZE"]
+        self._idle_retention: float | None = self.options["IDLE_RETENTION"]
         self._inbox: deque[RawEvent] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -69,6 +104,7 @@ class MemoryBackend(BaseBackend):
         size = options.get("HISTORY_SIZE", 1)
         if not is_whole_number(size, 0):
             raise option_error("HISTORY_SIZE", "a whole number >= 0", size)
+        check_idle_retention(options)
 
     async def connect(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -83,11 +119,20 @@ class MemoryBackend(BaseBackend):
         key = self.wire_name(channel)
         store = self._store
         with store.lock:
-            event = RawEvent(channel, payload, str(next(store.ids)))
+            number = store.last_id = store.last_id + 1
+            event = RawEvent(channel, payload, str(number))
             ring = store.rings.get(key)
             if ring is None:
-                ring = store.rings[key] = deque(maxlen=self._history_size)
-            ring.append(event)
+                ring = store.rings[key] = _Ring(self._history_size, store.swept)
+            events = ring.events
+            if len(events) == events.maxlen:  # full: the oldest (or this one) falls off
+                ring.dropped = int(events[0].id or 0) if events else number
+            events.append(event)
+            ring.newest = number
+            ring.used = now = time.monotonic()
+            store.rings.move_to_end(key)
+            if self._idle_retention is not None:
+                store.sweep(now - self._idle_retention)
             targets = list(store.subscribers.get(key, ()))
         for backend in targets:
             backend._deliver_threadsafe(event)
@@ -125,12 +170,15 @@ class MemoryBackend(BaseBackend):
         with self._store.lock:
             for channel, position in positions.items():
                 key = self.wire_name(channel)
-                ring = self._store.rings.get(key, ())
+                ring = self._store.rings.get(key)
+                events = ring.events if ring is not None else ()
                 if position is None:
-                    baselines[channel] = ring[-1].id if ring and ring[-1].id else "0"
+                    # The newest id issued: every later event of the channel sorts after
+                    # it, and no ring swept before it can make it look like a gap.
+                    baselines[channel] = str(self._store.last_id)
                 else:  # resuming: what was published meanwhile comes first
                     after = self.id_order(position)
-                    self._inbox.extend(e for e in ring if self.id_order(e.id or "0") > after)
+                    self._inbox.extend(e for e in events if self.id_order(e.id or "0") > after)
                 self._channels.add(channel)
                 self._store.subscribers.setdefault(key, set()).add(self)
         if self._inbox:
@@ -164,9 +212,22 @@ class MemoryBackend(BaseBackend):
     ) -> Sequence[RawEvent]:
         after = self.id_order(since) if since is not None else None
         with self._store.lock:
-            events = list(self._store.rings.get(self.wire_name(channel), ()))
+            ring = self._store.rings.get(self.wire_name(channel))
+            events = list(ring.events) if ring is not None else []
         if after is not None:
             events = [event for event in events if self.id_order(event.id or "0") > after]
         if limit is not None:
             events = events[max(len(events) - limit, 0) :]
         return events
+
+    async def retains(self, channel: str, event_id: str) -> bool:
+        (after,) = self.id_order(event_id)
+        store = self._store
+        with store.lock:
+            ring = store.rings.get(self.wire_name(channel))
+            dropped = ring.dropped if ring is not None else store.swept
+        return after >= dropped
+
+    def id_order(self, event_id: str) -> tuple[int, ...]:
+        """Memory ids are ``"N"``, a whole number below 2**64."""
+        return integer_id(event_id, type(self).__name__, dashed=False)

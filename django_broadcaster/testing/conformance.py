@@ -37,16 +37,20 @@ from .contract_case import TIMEOUT
 from .contract_connections import ConnectionContract
 from .contract_delivery import DeliveryContract
 from .contract_history import HistoryContract
+from .contract_positions import PositionContract
 
 __all__ = ["TIMEOUT", "BackendConformance"]
 
 
-class BackendConformance(DeliveryContract, HistoryContract, ConnectionContract):
+class BackendConformance(DeliveryContract, HistoryContract, PositionContract, ConnectionContract):
     """Every test of the contract. Set ``BACKEND`` (a dotted path), ``LOCATION``
     and ``OPTIONS`` (as in ``BROADCAST_BACKENDS``) and implement
     ``async def break_connection(self) -> None``: break the connections
     ``self.bus`` has open to the engine, without telling the client, the way a
     network failure would.
+
+    Set ``RETENTION_OPTIONS`` too on a backend with history: options keeping only a
+    few events per channel, for the ``HistoryGap`` tests.
 
     Tests may use ``self.alias`` (unique per test; Redis-style client names
     often include it), ``self.key_prefix`` and ``self.bus``.

@@ -50,6 +50,10 @@ class ContractCase(unittest.IsolatedAsyncioTestCase, metaclass=AbstractCase):
     LOCATION: ClassVar[str] = ""
     #: Its ``OPTIONS``.
     OPTIONS: ClassVar[Mapping[str, Any]] = {}
+    #: ``OPTIONS`` added to `OPTIONS` to make a backend with history keep only a few
+    #: events per channel (``{"MAXLEN": 5}``, say), for the tests of ``HistoryGap``;
+    #: they are skipped while it is ``None``.
+    RETENTION_OPTIONS: ClassVar[Mapping[str, Any] | None] = None
 
     #: This test's alias, unique per test (``"conformance_<hex>"``).
     alias: str
@@ -80,8 +84,10 @@ class ContractCase(unittest.IsolatedAsyncioTestCase, metaclass=AbstractCase):
             "KEY_PREFIX": self.key_prefix,
         }
         small = {**entry, "OPTIONS": {**self.OPTIONS, "MAX_QUEUE": 5}}
+        retaining = {**entry, "OPTIONS": {**self.OPTIONS, **(self.RETENTION_OPTIONS or {})}}
         aliases = {"default": entry, self.alias: entry, f"{self.alias}_peer": entry}
         aliases[f"{self.alias}_small"] = small
+        aliases[f"{self.alias}_retaining"] = retaining
         settings = override_settings(BROADCAST_BACKENDS=aliases)
         settings.enable()
         self.addCleanup(settings.disable)
@@ -103,6 +109,11 @@ class ContractCase(unittest.IsolatedAsyncioTestCase, metaclass=AbstractCase):
     def small(self) -> Broadcast:
         """Like `bus`, with ``MAX_QUEUE`` 5."""
         return broadcasts[f"{self.alias}_small"]
+
+    @property
+    def retaining(self) -> Broadcast:
+        """Like `bus`, with `RETENTION_OPTIONS`."""
+        return broadcasts[f"{self.alias}_retaining"]
 
     @property
     def keeps_history(self) -> bool:
@@ -160,10 +171,11 @@ class ContractCase(unittest.IsolatedAsyncioTestCase, metaclass=AbstractCase):
 
     # -- the backend itself --------------------------------------------------
 
-    async def connected_backend(self) -> BaseBackend:
-        """A connected instance of the backend, configured as ``self.bus``; closed
-        at the end of the test."""
-        backend = self.bus.config.backend_class(self.bus.config)
+    async def connected_backend(self, bus: Broadcast | None = None) -> BaseBackend:
+        """A connected instance of the backend, configured as ``bus`` (default
+        ``self.bus``); closed at the end of the test."""
+        config = (bus or self.bus).config
+        backend = config.backend_class(config)
         await asyncio.wait_for(backend.connect(), TIMEOUT)
         self.addAsyncCleanup(backend.close)
         return backend

@@ -24,6 +24,7 @@ from django_broadcaster.options import is_whole_number, option_error
 _lock = threading.Lock()
 _ids = itertools.count(1)
 _kept: dict[str, deque[tuple[str, bytes]]] = {}  # wire name -> newest (id, payload)
+_dropped: dict[str, str] = {}  # wire name -> id of the newest event no longer kept
 _listeners: dict[str, set[LoopbackBackend]] = {}  # wire name -> subscribed instances
 _connected: set[LoopbackBackend] = set()
 
@@ -99,6 +100,8 @@ class LoopbackBackend(BaseBackend):
             self._online()
             event_id = str(next(_ids))
             kept = _kept.setdefault(wire, deque(maxlen=self.options["KEEP"]))
+            if len(kept) == kept.maxlen:
+                _dropped[wire] = kept[0][0]  # about to fall off
             kept.append((event_id, payload))
             # Handed over under the lock, so every listener gets ids in order.
             for backend in _listeners.get(wire, ()):
@@ -152,3 +155,10 @@ class LoopbackBackend(BaseBackend):
             if after is None or self.id_order(event_id) > after
         ]
         return events if limit is None else events[max(len(events) - limit, 0) :]
+
+    async def retains(self, channel: str, event_id: str) -> bool:
+        after = self.id_order(event_id)  # a ValueError for what is not an id
+        with _lock:
+            self._online()
+            dropped = _dropped.get(self.wire_name(channel))
+        return dropped is None or self.id_order(dropped) <= after

@@ -18,7 +18,7 @@ from redis.exceptions import ResponseError
 
 from ..base import BackendConfig, RawEvent
 from .connection import ConnectionClosed, RedisBackendBase, discard
-from .wire import raise_errors
+from .wire import key_error
 
 
 class _Link:
@@ -120,15 +120,23 @@ class RedisBackend(RedisBackendBase):
             return link
 
     async def publish(self, channel: str, payload: bytes) -> str | None:
-        raise_errors(await self.connections.execute(("PUBLISH", self.wire_name(channel), payload)))
+        (result,) = await self.publish_many(((channel, payload),))
+        if isinstance(result, Exception):
+            raise result
         return None
 
     async def publish_many(
         self, events: Sequence[tuple[str, bytes]]
     ) -> list[str | Exception | None]:
-        commands = [("PUBLISH", self.wire_name(channel), payload) for channel, payload in events]
-        raise_errors(await self.connections.execute(*commands))
-        return [None] * len(events)
+        names = [self.wire_name(channel) for channel, _ in events]
+        replies = await self.connections.execute(
+            *[("PUBLISH", name, payload) for name, (_, payload) in zip(names, events, strict=True)]
+        )
+        # An error reply (an ACL refusing the channel, say) fails that publish alone.
+        return [
+            key_error("publish on", channel, name, reply) if isinstance(reply, Exception) else None
+            for (channel, _), name, reply in zip(events, names, replies, strict=True)
+        ]
 
     async def subscribe(self, positions: Mapping[str, str | None]) -> Mapping[str, str]:
         names = {self.wire_name(channel).encode(): channel for channel in positions}

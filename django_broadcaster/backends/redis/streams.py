@@ -1,6 +1,7 @@
 """`RedisStreamBackend`: one Redis Stream per channel, trimmed to about ``MAXLEN``.
 
-Publishing is ``XADD ... MAXLEN ~ N``; event ids are stream ids, so history,
+Publishing is ``XADD ... MAXLEN ~ N``, with the key's time to live refreshed
+in the same step (``IDLE_RETENTION``); event ids are stream ids, so history,
 ``since=`` and resuming after a reconnect come from the stream. One reader
 keeps a blocking ``XREAD`` on every subscribed stream on a connection of its
 own, opened when there is something to read; a subscription made while it
@@ -21,13 +22,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ...options import is_whole_number, option_error
 from ..base import BackendConfig, RawEvent
+from ..history import IDLE_RETENTION, check_idle_retention
+from . import stream_ids
 from .connection import ConnectionClosed, RedisBackendBase, discard
-from .wire import raise_errors, text
+from .publishing import FIELD, StreamPublisher
+from .wire import key_error, raise_errors, text
 
 logger = logging.getLogger("django_broadcaster")
 
-#: The name of the stream entry field carrying the payload.
-FIELD = b"data"
 #: Entries one XREAD returns per stream at most.
 XREAD_COUNT = 100
 #: How long one XREAD blocks on the server (ms); the reader re-issues it.
@@ -45,11 +47,17 @@ class RedisStreamBackend(RedisBackendBase):
     """Redis Streams: history and resume from stream ids, bounded by ``MAXLEN``."""
 
     supports_history = True
-    default_options: ClassVar[Mapping[str, Any]] = {"CONNECTION_KWARGS": {}, "MAXLEN": 10000}
+    default_options: ClassVar[Mapping[str, Any]] = {
+        "CONNECTION_KWARGS": {},
+        "MAXLEN": 10000,
+        "IDLE_RETENTION": IDLE_RETENTION,
+    }
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
-        self._maxlen: int = self.options["MAXLEN"]
+        self._publisher = StreamPublisher(
+            self.connections, self.options["MAXLEN"], self.options["IDLE_RETENTION"]
+        )
         self._streams: dict[str, str] = {}  # subscribed stream keys -> last id read
         self._channels: dict[str, str] = {}  # subscribed stream keys -> channel names
         self._generation = 0  # bumped whenever the set of streams changes
@@ -65,6 +73,7 @@ class RedisStreamBackend(RedisBackendBase):
         maxlen = options.get("MAXLEN", 1)
         if not is_whole_number(maxlen, 1):
             raise option_error("MAXLEN", "a whole number >= 1 (events kept per stream)", maxlen)
+        check_idle_retention(options)
 
     # -- connection ----------------------------------------------------------
 
@@ -114,21 +123,23 @@ class RedisStreamBackend(RedisBackendBase):
 
     # -- traffic -------------------------------------------------------------
 
-    def _xadd_args(self, channel: str, payload: bytes) -> tuple[Any, ...]:
-        key = self.wire_name(channel)
-        return ("XADD", key, "MAXLEN", "~", self._maxlen, "*", FIELD, payload)
-
     async def publish(self, channel: str, payload: bytes) -> str | None:
-        replies = await self.connections.execute(self._xadd_args(channel, payload))
-        (event_id,) = raise_errors(replies)
-        return text(event_id)
+        (result,) = await self.publish_many(((channel, payload),))
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     async def publish_many(
         self, events: Sequence[tuple[str, bytes]]
     ) -> list[str | Exception | None]:
-        commands = [self._xadd_args(channel, payload) for channel, payload in events]
-        replies = await self.connections.execute(*commands)
-        return [text(event_id) for event_id in raise_errors(replies)]
+        entries = [(self.wire_name(channel), payload) for channel, payload in events]
+        replies = await self._publisher.send(entries)
+        return [
+            key_error("publish on", channel, key, reply)
+            if isinstance(reply, Exception)
+            else text(reply)
+            for (channel, _), (key, _), reply in zip(events, entries, replies, strict=True)
+        ]
 
     async def subscribe(self, positions: Mapping[str, str | None]) -> Mapping[str, str]:
         if not self.connections.is_open:
@@ -276,21 +287,36 @@ class RedisStreamBackend(RedisBackendBase):
         self, channel: str, since: str | None, limit: int | None
     ) -> Sequence[RawEvent]:
         key = self.wire_name(channel)
-        start = "-" if since is None else _after(self.id_order(since))
+        start = "-" if since is None else stream_ids.after(self.id_order(since))
         command = self.connections.pooled_command
+        if start is None or (limit is not None and limit <= 0):
+            return []  # nothing can follow the largest id
         if limit is not None:
-            if limit <= 0:
-                return []
             entries = _entries(await command("XREVRANGE", key, "+", start, "COUNT", limit))[::-1]
         else:
             entries = []
             while True:  # in pages, so one reply never holds a whole long stream
                 page = _entries(await command("XRANGE", key, start, "+", "COUNT", HISTORY_PAGE))
                 entries.extend(page)
-                if len(page) < HISTORY_PAGE:
+                start = stream_ids.after(self.id_order(page[-1][0])) if page else None
+                if len(page) < HISTORY_PAGE or start is None:
                     break
-                start = _after(self.id_order(page[-1][0]))
         return [RawEvent(channel, payload, entry_id) for entry_id, payload in entries]
+
+    async def retains(self, channel: str, event_id: str) -> bool:
+        order = self.id_order(event_id)
+        key = self.wire_name(channel)
+        try:
+            reply = await self.connections.pooled_command("XINFO", "STREAM", key)
+        except ResponseError as exc:
+            if str(exc) != "no such key":
+                raise key_error("read", channel, key, exc) from None
+            reply = None
+        return stream_ids.retains(None if reply is None else stream_ids.fields(reply), order)
+
+    def id_order(self, event_id: str) -> tuple[int, int]:
+        """``(milliseconds, sequence)``; ``"N"`` is ``"N-0"``, as Redis reads it."""
+        return stream_ids.stream_id_order(event_id, type(self).__name__)
 
 
 def _entries(reply: Any) -> list[tuple[str, bytes]]:
@@ -309,12 +335,3 @@ def _entries(reply: Any) -> list[tuple[str, bytes]]:
         # undecodable payload: the hub logs and counts it, and moves past it.
         entries.append((text(entry_id), payload if isinstance(payload, bytes) else b""))
     return entries
-
-
-def _after(order: tuple[int, ...]) -> str:
-    """The smallest stream id after the one whose order key is ``order`` ("N" is
-    "N-0"): an exclusive XRANGE start that works before Redis 6.2 too."""
-    ms, seq = order[0], order[1] if len(order) > 1 else 0
-    if seq >= 2**64 - 1:
-        return f"{ms + 1}-0"
-    return f"{ms}-{seq + 1}"

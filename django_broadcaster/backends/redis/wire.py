@@ -41,6 +41,19 @@ def raise_errors(replies: list[Any]) -> list[Any]:
     return replies
 
 
+def key_error(action: str, channel: str, name: str, reply: Exception) -> Exception:
+    """The error to raise for ``reply``, an error reply about one channel (Redis key or
+    channel ``name``), in a line saying what failed and, for a key that is not a
+    stream, how to fix it. Of the reply's class, so callers may catch either."""
+    if "WRONGTYPE" in str(reply):
+        return type(reply)(
+            f"cannot {action} channel {channel!r}: Redis key {name!r} holds another type "
+            "than a stream (WRONGTYPE); give the alias a KEY_PREFIX to keep broadcast "
+            "streams apart from other data"
+        )
+    return type(reply)(f"cannot {action} channel {channel!r} ({name!r} in Redis): {reply}")
+
+
 def text(value: bytes | str) -> str:
     """A bulk string reply (an id, a type name) as ``str``."""
     return value.decode() if isinstance(value, bytes) else value
