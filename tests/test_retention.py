@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from django_broadcaster import Broadcast, HistoryGap
 from django_broadcaster.backends.base import BaseBackend
 from django_broadcaster.backends.memory import MemoryBackend
-from django_broadcaster.backends.redis import RedisStreamBackend
+from django_broadcaster.backends.redis import RedisStreamBackend, stream_ids
 from django_broadcaster.config import create_broadcast
 from django_broadcaster.exceptions import ConfigError
 
@@ -190,6 +190,40 @@ async def test_streams_an_expired_channel_is_a_gap_not_an_empty_replay(
     finally:
         await admin.delete(key)
         await bus.aclose()
+
+
+async def test_streams_an_entry_deleted_after_a_position_is_a_gap(admin: aioredis.Redis) -> None:
+    """``XDEL`` (Redis >= 7 records the newest deleted id) makes earlier positions gaps;
+    positions after it, and the oldest entry of a never-trimmed stream, stay exact."""
+    bus = make_bus("redis-stream")
+    key = f"{bus.config.key_prefix}:xdel"
+    try:
+        ids = [await bus.apublish("xdel", i) for i in range(5)]
+        assert not await gap(bus, "xdel", "0-0")  # nothing dropped yet: all of it replays
+        await admin.xdel(key, ids[2] or "")
+        assert await gap(bus, "xdel", "0-0")
+        assert await gap(bus, "xdel", ids[1])
+        assert not await gap(bus, "xdel", ids[2])
+        assert not await gap(bus, "xdel", ids[3])
+    finally:
+        await admin.delete(key)
+        await bus.aclose()
+
+
+@pytest.mark.parametrize(
+    ("position", "retained"),
+    [("0-0", False), ("5-0", False), ("9-0", True), ("12-0", True), ("20-0", True)],
+)
+def test_streams_before_redis_7_a_position_before_the_oldest_entry_is_a_gap(
+    position: str, retained: bool
+) -> None:
+    """Redis 5 and 6 report neither entries-added nor max-deleted-entry-id: only a
+    position at or after the oldest entry (or after the newest) is known to be safe."""
+    redis6 = stream_ids.fields(
+        [b"length", 3, b"last-generated-id", b"20-0", b"first-entry", [b"9-0", [b"data", b""]]]
+    )
+    order = stream_ids.stream_id_order(position, "RedisStreamBackend")
+    assert stream_ids.retains(redis6, order) is retained
 
 
 async def test_streams_publish_loads_its_script_when_the_server_forgot_it(
