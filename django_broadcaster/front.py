@@ -154,7 +154,7 @@ class Broadcast:
 
     def stats(self) -> dict[str, Any]:
         """Counters summed over every event loop using this alias: published, received,
-        undecodable, lagged, disconnects, reconnects, outage_seconds, and the current
+        undecodable, forged, lagged, disconnects, reconnects, outage_seconds, and the current
         numbers of local subscribers and of channels subscribed at the backend."""
         return asdict(self.hubs.stats())
 

@@ -29,6 +29,7 @@ from .events import Event
 from .exceptions import BackendUnavailable, HistoryGap
 from .masking import mask_password, redact
 from .serializers import Serializer
+from .signing import Decoder, Signer
 
 logger = logging.getLogger("django_broadcaster")
 T = TypeVar("T")
@@ -79,6 +80,8 @@ class HubStats:
     published: int = 0
     received: int = 0
     undecodable: int = 0
+    #: Events dropped for a missing or wrong signature (with ``SIGNING_KEYS``).
+    forged: int = 0
     lagged: int = 0
     disconnects: int = 0
     reconnects: int = 0
@@ -101,7 +104,11 @@ class Hub:
         self.id_order = self.backend.id_order
         self._stats = HubStats()
         self._on_close = on_close
-        self._loads = settings.serializer.loads
+        self._signer = Signer(settings.signing_keys) if settings.signing_keys else None
+        self._decoder = Decoder(settings.alias, settings.serializer, self._signer)
+        #: ``hub.decode(channel, payload, event_id)``: the `Event`, or ``None`` (logged
+        #: and counted) when the payload fails verification or does not decode.
+        self.decode = self._decoder.decode
         self._subscribers: dict[str, set[Subscriber]] = {}
         self._upstream: set[str] = set()
         self._dirty: set[str] = set()
@@ -270,24 +277,6 @@ class Hub:
             self._stats.lagged += 1
             self.detach(subscriber)
 
-    def decode(self, channel: str, payload: bytes, event_id: str | None) -> Event | None:
-        """The `Event` for a raw payload, or ``None`` (logged) when it does not decode."""
-        try:
-            message = self._loads(payload)
-        except Exception as exc:
-            self._stats.undecodable += 1
-            logger.warning(
-                "skipped an undecodable %s payload on channel %r of %r (id %s, %d bytes): %s",
-                self.settings.serializer.name,
-                channel,
-                self.settings.alias,
-                event_id,
-                len(payload),
-                exc,
-            )
-            return None
-        return Event(channel, message, event_id)
-
     # -- subscriptions -------------------------------------------------------
 
     async def attach(self, subscriber: Subscriber, channels: Iterable[str]) -> None:
@@ -369,6 +358,8 @@ class Hub:
 
     async def _send(self, events: Sequence[tuple[str, bytes]]) -> list[str | Exception | None]:
         await self._start()
+        if self._signer is not None:
+            events = [(channel, self._signer.sign(channel, payload)) for channel, payload in events]
         results: list[str | Exception | None]
         if len(events) == 1:
             channel, payload = events[0]
@@ -420,7 +411,11 @@ class Hub:
         """This hub's counters, with its current subscriber and upstream counts."""
         subscribers = {s for group in self._subscribers.values() for s in group}
         return replace(
-            self._stats, subscribers=len(subscribers), upstream_channels=len(self._upstream)
+            self._stats,
+            undecodable=self._decoder.undecodable,
+            forged=self._decoder.forged,
+            subscribers=len(subscribers),
+            upstream_channels=len(self._upstream),
         )
 
     # -- shutdown ------------------------------------------------------------

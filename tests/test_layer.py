@@ -763,9 +763,8 @@ def test_config_from_settings_and_checks() -> None:
         "CHANNEL_LAYERS['bad']['CONFIG']: 'capacity' must be a whole number >= 1, not 0",
         "CHANNEL_LAYERS['bad']['CONFIG']: 'using' names 'nope', which is not a "
         "BROADCAST_BACKENDS alias",
-        "CHANNEL_LAYERS['bad']['CONFIG']: symmetric_encryption_keys is not supported: "
-        "messages cross the bus unencrypted, and group messages stay readable by "
-        "broadcast.subscribe()",
+        "CHANNEL_LAYERS['bad']['CONFIG']: symmetric_encryption_keys must be a non-empty "
+        "list of secret keys (str or bytes, 16 characters or more), newest first",
     ]
     assert {i for i, _ in errors} == {"django_broadcaster.E010"}
     assert notes == [

@@ -35,6 +35,7 @@ SYSTEMS = [
     # One process by definition: no cross-process scenario.
     System("django-broadcaster:memory", "ours:memory", ALL - {"cross-process-latency"}),
     System("django-broadcaster:redis", "ours:redis"),
+    System("django-broadcaster:redis-signed", "ours:redis_signed"),
     System("django-broadcaster:redis-stream", "ours:redis_stream"),
     System("django-broadcaster:postgres", "ours:postgres", baseline="raw-psycopg"),
     System("django-broadcaster:layer", "ours:layer"),

@@ -10,7 +10,9 @@ from .channels_layers import CAPACITY, ChannelLayerAdapter
 
 BACKENDS = "django_broadcaster.backends."
 # Deep enough that no scenario makes a subscriber lag.
-OPTIONS = {"MAX_QUEUE": 100_000}
+OPTIONS: dict[str, Any] = {"MAX_QUEUE": 100_000}
+#: OPTIONS["SIGNING_KEYS"] of the "-signed" rows (a benchmark-only secret).
+SIGNED = {**OPTIONS, "SIGNING_KEYS": ["benchmark-signing-key-0123456789"]}
 
 
 def _database(url: str) -> dict[str, str]:
@@ -26,13 +28,18 @@ def _database(url: str) -> dict[str, str]:
     }
 
 
-def _configure(backend: str, location: str | None, database: dict[str, str] | None = None) -> Any:
+def _configure(
+    backend: str,
+    location: str | None,
+    database: dict[str, str] | None = None,
+    options: dict[str, Any] = OPTIONS,
+) -> Any:
     """Set up Django with one broadcast alias, "default"; return ``broadcasts["default"]``."""
     try:
         import django
         from django.conf import settings
 
-        conf: dict[str, Any] = {"BACKEND": BACKENDS + backend, "OPTIONS": OPTIONS}
+        conf: dict[str, Any] = {"BACKEND": BACKENDS + backend, "OPTIONS": options}
         if location:
             conf["LOCATION"] = location
         settings.configure(
@@ -81,6 +88,11 @@ def memory() -> Adapter:
 
 def redis() -> Adapter:
     return Ours(_configure("redis.RedisBackend", REDIS_URL))
+
+
+def redis_signed() -> Adapter:
+    """Redis pub/sub with ``OPTIONS["SIGNING_KEYS"]``: every event signed and verified."""
+    return Ours(_configure("redis.RedisBackend", REDIS_URL, options=SIGNED))
 
 
 def redis_stream() -> Adapter:

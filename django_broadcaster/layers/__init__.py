@@ -3,12 +3,15 @@
 Names map onto broadcast channels like this::
 
     group G                    -> broadcast channel G, carrying the message dict as is
-    process-specific channel   -> "layer:p:<client>", one per layer per event loop
-    normal channel N           -> "layer:c:N"
+    process-specific channel   -> "_broadcaster:layer:p:<client>", one per layer per loop
+    normal channel N           -> "_broadcaster:layer:c:N"
 
 so ``group_send(G, msg)`` is ``apublish(G, msg)`` and anything published on G
 reaches the group's consumers. ``:`` cannot occur in a Channels name, so the
-layer's own broadcast channels never collide with a group.
+layer's own broadcast channels never collide with a group; they are in the
+reserved namespace (``events.RESERVED_PREFIX``), which the public API refuses,
+so the layer publishes and subscribes them through the hub directly. With
+``symmetric_encryption_keys`` every message travels encrypted (`codec`).
 
 A channel whose ``receive()`` was cancelled (a consumer that went away) and is
 not received on again within ``expiry`` seconds is released with its group
@@ -23,6 +26,7 @@ The modules:
   event loop, and their housekeeping;
 - `inbox`: `Inbox`, one channel's bounded queue;
 - `sink`: `Sink`, the hub subscriber that feeds one broadcast channel to a loop;
+- `codec`: `Codec`, how messages are encoded (and encrypted) for the bus;
 - `checks`: validation of the layer's ``CONFIG``, shared by the constructor and
   the system check.
 

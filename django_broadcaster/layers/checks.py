@@ -6,7 +6,8 @@ module must not import Channels: the app works without it installed.
 
 ==========================  =====================================================
 django_broadcaster.E010     a CONFIG of BroadcastChannelLayer is wrong: unknown
-                            ``using`` alias, unknown or unsupported key, bad value
+                            ``using`` alias, unknown key, bad value, encryption
+                            keys without the ``cryptography`` package
 django_broadcaster.W001     a channels_redis key (``hosts``, ``prefix``,
                             ``serializer_format``) that this layer ignores
 ==========================  =====================================================
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
+from importlib.util import find_spec
 from typing import Any, NamedTuple
 
 from django.conf import settings
@@ -36,8 +38,10 @@ CONFIG_CHECK_ID = "django_broadcaster.E010"
 #: The system check id of an ignored channels_redis key.
 IGNORED_KEY_CHECK_ID = "django_broadcaster.W001"
 
+#: The CONFIG key of the secrets that encrypt the layer's messages.
+ENCRYPTION_KEY = "symmetric_encryption_keys"
 #: CONFIG keys the layer uses.
-ACCEPTED = ("using", "capacity", "expiry", "group_expiry", "channel_capacity")
+ACCEPTED = ("using", "capacity", "expiry", "group_expiry", "channel_capacity", ENCRYPTION_KEY)
 #: channels_redis keys that are accepted and ignored, with what to do instead.
 IGNORED = {
     "hosts": "connections come from BROADCAST_BACKENDS[using]; set its LOCATION instead",
@@ -45,7 +49,6 @@ IGNORED = {
     "serializer_format": "the encoding is BROADCAST_BACKENDS[using]['OPTIONS']['SERIALIZER']"
     " ('json' or 'msgpack') instead",
 }
-ENCRYPTION_KEY = "symmetric_encryption_keys"
 
 
 class Problem(NamedTuple):
@@ -61,7 +64,7 @@ def config_problems(config: object, *, check_alias: bool = True) -> list[Problem
     if not isinstance(config, Mapping):
         return [Problem(True, f"CONFIG must be a dict, not {type(config).__name__}")]
     problems: list[Problem] = []
-    unknown = sorted(str(key) for key in config if key not in (*ACCEPTED, *IGNORED, ENCRYPTION_KEY))
+    unknown = sorted(str(key) for key in config if key not in (*ACCEPTED, *IGNORED))
     if unknown:
         problems.append(
             Problem(
@@ -70,15 +73,8 @@ def config_problems(config: object, *, check_alias: bool = True) -> list[Problem
                 f"accepted: {', '.join(ACCEPTED)}",
             )
         )
-    if config.get(ENCRYPTION_KEY):
-        problems.append(
-            Problem(
-                True,
-                f"{ENCRYPTION_KEY} is not supported: messages cross the bus unencrypted, "
-                "and group messages stay readable by broadcast.subscribe()",
-                "remove it and protect the backend connection instead (rediss://, sslmode=require)",
-            )
-        )
+    if config.get(ENCRYPTION_KEY) is not None:
+        problems.extend(_encryption_problems(config[ENCRYPTION_KEY]))
     for key, instead in IGNORED.items():
         if key in config:
             problems.append(Problem(False, f"CONFIG key {key!r} is ignored", instead))
@@ -112,6 +108,32 @@ def config_problems(config: object, *, check_alias: bool = True) -> list[Problem
                     _must_be(f"channel_capacity[{pattern!r}]", "a whole number >= 1", value)
                 )
     return problems
+
+
+def _encryption_problems(secrets: object) -> list[Problem]:
+    if not (
+        isinstance(secrets, (list, tuple))
+        and secrets
+        and all(isinstance(secret, (str, bytes)) and len(secret) >= 16 for secret in secrets)
+    ):
+        # Never echo the value: it is a secret.
+        return [
+            Problem(
+                True,
+                f"{ENCRYPTION_KEY} must be a non-empty list of secret keys (str or bytes, "
+                "16 characters or more), newest first",
+                "e.g. [os.environ['CHANNELS_ENCRYPTION_KEY']]; add a new key in front to rotate",
+            )
+        ]
+    if find_spec("cryptography") is None:
+        return [
+            Problem(
+                True,
+                f"{ENCRYPTION_KEY} needs the 'cryptography' package, which is not installed",
+                'pip install "django-broadcaster[crypto]"',
+            )
+        ]
+    return []
 
 
 def _must_be(name: str, requirement: str, value: object) -> Problem:

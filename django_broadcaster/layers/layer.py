@@ -5,7 +5,7 @@ on the process's bridge loop instead (`loops.on_lasting_loop`), like the rest of
 the broadcast API. A process-specific channel belongs to the loop whose
 `new_channel` made it (its ``<client>`` part); operations on it from another
 loop of the same process run on the owner's loop, from another process they
-travel over the bus as envelopes on the owner's ``layer:p:<client>`` channel.
+travel over the bus as envelopes on the owner's `PROCESS_TOPIC` channel.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import warnings
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from channels.layers import BaseChannelLayer
@@ -23,6 +23,7 @@ from .. import loops
 from ..front import Broadcast
 from ..handler import broadcasts
 from .checks import config_problems
+from .codec import Codec
 from .inbox import Message
 from .loop_state import NORMAL_TOPIC, PROCESS_TOPIC, LoopLayer, client_of
 
@@ -32,8 +33,9 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
 
     CONFIG: ``using`` (alias, default ``"default"``; a `Broadcast` also works when
     built in code), ``capacity``, ``channel_capacity``, ``expiry``, ``group_expiry``
-    as in channels_redis. ``hosts``, ``prefix`` and ``serializer_format`` are
-    ignored with a warning; ``symmetric_encryption_keys`` is refused.
+    as in channels_redis; ``symmetric_encryption_keys`` (secrets, newest first)
+    encrypts every message on the bus (needs the ``cryptography`` package).
+    ``hosts``, ``prefix`` and ``serializer_format`` are ignored with a warning.
     """
 
     extensions = ["groups", "flush"]
@@ -45,6 +47,7 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         group_expiry: float = 86400,
         capacity: int = 100,
         channel_capacity: dict[Any, int] | None = None,
+        symmetric_encryption_keys: Sequence[str | bytes] | None = None,
         **channels_redis_options: Any,
     ) -> None:
         config = {
@@ -53,6 +56,7 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
             "group_expiry": group_expiry,
             "capacity": capacity,
             "channel_capacity": channel_capacity,
+            "symmetric_encryption_keys": symmetric_encryption_keys,
             **channels_redis_options,
         }
         problems = config_problems(config, check_alias=isinstance(using, str))
@@ -69,6 +73,8 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         self.group_expiry = group_expiry
         self.channel_capacity = self.compile_capacities(channel_capacity or {})
         self.using = using
+        # Secrets: kept out of every attribute shown by repr().
+        self._secrets = tuple(symmetric_encryption_keys or ())
         self._states: loops.PerLoop[LoopLayer] = loops.PerLoop(self._new_state)
 
     def __repr__(self) -> str:
@@ -81,7 +87,8 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         return self.using if isinstance(self.using, Broadcast) else broadcasts[self.using]
 
     def _new_state(self, loop: asyncio.AbstractEventLoop) -> LoopLayer:
-        return LoopLayer(self, self._front(), loop)
+        front = self._front()
+        return LoopLayer(self, front, Codec(front, self._secrets), loop)
 
     def _state(self) -> LoopLayer:
         """The running loop's state, made anew if it was closed or its `Broadcast`
@@ -134,21 +141,19 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         if "!" in channel:
             client = client_of(channel)
             if client == state.client:
-                state.send_local(state.open_inbox(channel, own=True), _copy(state.front, message))
+                state.send_local(state.open_inbox(channel, own=True), state.codec.copy(message))
                 return
             owner = self._owner(channel)
             if owner is not None:
                 await loops.run_on(owner.loop, self._send(channel, message))
                 return
             envelope = {"op": "send", "to": channel, "message": message}
-            await state.front.apublish(PROCESS_TOPIC + client, envelope)
+            await state.publish(PROCESS_TOPIC + client, envelope)
             return
-        copied = _copy(state.front, message)
+        copied = state.codec.copy(message)
         inbox = state.open_inbox(channel, own=False)
         state.send_local(inbox, copied)  # drops the oldest instead when nobody receives here
-        await state.front.apublish(
-            NORMAL_TOPIC + channel, {"from": state.client, "message": message}
-        )
+        await state.publish(NORMAL_TOPIC + channel, {"from": state.client, "message": message})
 
     async def receive(self, channel: str) -> Message:
         """The next message on ``channel``, waiting for one."""
@@ -195,7 +200,7 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
                 return
             # Its process applies it when the envelope arrives.
             envelope = {"op": op, "group": group, "to": channel}
-            await state.front.apublish(PROCESS_TOPIC + client_of(channel), envelope)
+            await state.publish(PROCESS_TOPIC + client_of(channel), envelope)
             return
         if op == "group_add":
             await state.join(group, state.open_inbox(channel, own=own))
@@ -207,10 +212,16 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
     async def group_send(self, group: str, message: Message) -> None:
         """Publish ``message`` on broadcast channel ``group``: every member channel on
         every host gets it (a member whose queue is full misses it), and so does every
-        ``broadcast.subscribe(group)``."""
+        ``broadcast.subscribe(group)`` (an encrypted layer's messages are tokens to it)."""
         self._check_message(message)
         self.require_valid_group_name(group)
-        await loops.on_lasting_loop(self._front().apublish(group, message))
+        if self._secrets:
+            await loops.on_lasting_loop(self._publish(group, message))
+        else:
+            await loops.on_lasting_loop(self._front().apublish(group, message))
+
+    async def _publish(self, topic: str, message: Message) -> None:
+        await self._state().publish(topic, message)
 
     # -- flush extension and shutdown ------------------------------------------
 
@@ -242,24 +253,11 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
 
     def status(self) -> dict[str, int]:
         """Counters summed over event loops: channels, groups, memberships, subscriptions,
-        queued messages, messages dropped on full queues and expired messages."""
+        queued messages, messages dropped on full queues, expired messages and
+        messages dropped because they did not decrypt."""
         states = self._states.values()
         total = {"loops": len(states), **dict.fromkeys(LoopLayer.STATUS_KEYS, 0)}
         for state in states:
             for key, value in state.status().items():
                 total[key] = total.get(key, 0) + value
         return total
-
-
-def _copy(front: Broadcast, message: Message) -> Message:
-    """``message`` through the bus's serializer: the value a remote receiver would
-    get, and an error now for what could not cross the bus."""
-    serializer = front.serializer
-    try:
-        payload = serializer.dumps(message)
-    except TypeError as exc:
-        raise TypeError(
-            f"the message cannot be encoded as {serializer.name} ({exc}); nothing was sent"
-        ) from exc
-    copied: Message = serializer.loads(payload)
-    return copied

@@ -19,17 +19,20 @@ from typing import Any, Protocol
 
 from channels.exceptions import ChannelFull
 
-from ..events import Event
+from ..events import RESERVED_PREFIX, Event
 from ..front import Broadcast
+from .codec import Codec
 from .inbox import Inbox, Message
 from .sink import Handler, Sink
 
 logger = logging.getLogger("django_broadcaster.layers")
 
+# The layer's own broadcast channels are in the reserved namespace: the public
+# API refuses their names, so no caller-chosen channel name reaches them.
 #: The broadcast channel of one layer's process-specific channels on one loop: + client.
-PROCESS_TOPIC = "layer:p:"
+PROCESS_TOPIC = RESERVED_PREFIX + "layer:p:"
 #: The broadcast channel of a normal channel: + its name.
-NORMAL_TOPIC = "layer:c:"
+NORMAL_TOPIC = RESERVED_PREFIX + "layer:c:"
 
 
 class LayerClosed(RuntimeError):
@@ -59,9 +62,12 @@ class LoopLayer:
     """The layer's state on one event loop. Touched only from that loop
     (`status` excepted), for one `Broadcast`."""
 
-    def __init__(self, limits: Limits, front: Broadcast, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, limits: Limits, front: Broadcast, codec: Codec, loop: asyncio.AbstractEventLoop
+    ) -> None:
         self.limits = limits
         self.front = front
+        self.codec = codec
         self.loop = loop
         self.client = secrets.token_hex(6)
         self.process_topic = PROCESS_TOPIC + self.client
@@ -139,6 +145,11 @@ class LoopLayer:
         for topic in wanted:
             self.open_sink(topic)
 
+    async def publish(self, topic: str, value: object) -> None:
+        """Publish ``value`` on broadcast channel ``topic`` through this loop's hub:
+        the layer's own channels are reserved names, which the public API refuses."""
+        await self.front.hubs.current().publish(topic, self.codec.encode(value))
+
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` in the background; `close` waits for it."""
         task = self.loop.create_task(coro)
@@ -153,7 +164,9 @@ class LoopLayer:
         members = self.groups.get(group)
         if not members:
             return
-        message = event.message
+        message = self.codec.decode(event)
+        if message is None:
+            return
         if not isinstance(message, dict):
             logger.warning(
                 "skipped a %s published on group %r: channel layer messages are dicts",
@@ -173,7 +186,7 @@ class LoopLayer:
 
     def on_process_event(self, topic: str, event: Event) -> None:
         """Apply an envelope another loop or process sent to a channel of ours."""
-        envelope = event.message
+        envelope = self.codec.decode(event)
         if not isinstance(envelope, dict):
             return
         name, op, group = envelope.get("to"), envelope.get("op"), envelope.get("group")
@@ -188,7 +201,7 @@ class LoopLayer:
 
     def on_normal_event(self, topic: str, event: Event) -> None:
         """Queue a message another loop or process sent to a normal channel."""
-        envelope = event.message
+        envelope = self.codec.decode(event)
         if not isinstance(envelope, dict) or envelope.get("from") == self.client:
             return  # ours: queued here when it was sent
         inbox = self.inboxes.get(topic[len(NORMAL_TOPIC) :])
@@ -399,6 +412,7 @@ class LoopLayer:
         "queued",
         "dropped_full",
         "expired",
+        "undecryptable",
     )
 
     def status(self) -> dict[str, int]:
@@ -413,4 +427,5 @@ class LoopLayer:
             "queued": sum(len(inbox.messages) for inbox in inboxes),
             "dropped_full": self.dropped_full,
             "expired": self.expired,
+            "undecryptable": self.codec.undecryptable,
         }
