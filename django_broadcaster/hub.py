@@ -20,7 +20,7 @@ import logging
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
 from .backends.base import BackendConfig, BaseBackend, RawEvent
@@ -48,7 +48,7 @@ class HubSettings:
     timeout: float
     max_message_bytes: int = 1024 * 1024
     #: ``OPTIONS["SIGNING_KEYS"]``, newest first; empty when events are not signed.
-    signing_keys: tuple[bytes, ...] = ()
+    signing_keys: tuple[bytes, ...] = field(default=(), repr=False)  # secrets
 
     @property
     def alias(self) -> str:

@@ -76,7 +76,7 @@ def test_backend_config_repr_masks_every_secret_option() -> None:
 def test_repr_of_a_configured_alias_and_its_backend() -> None:
     front = create_broadcast("default", BACKENDS["default"])
     backend = front.config.backend_class(front.config)
-    for text in (repr(front), repr(front.config), repr(backend)):
+    for text in (repr(front), repr(front.config), repr(backend), repr(front.hubs.settings)):
         assert_no_secret(text)
 
 
