@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from types import TracebackType
+from typing import Any
 
 from .events import Event, validate_channel_name
 from .exceptions import HistoryNotSupported, SubscriberLagged
@@ -68,7 +69,8 @@ class Subscription:
         # takes time on a real backend) and are dropped as duplicates.
         self._replayed: dict[str, tuple[int, ...]] | None = None
         self._id_order: Callable[[str], tuple[int, ...]] | None = None
-        self._waiter: asyncio.Future[None] | None = None
+        # Set to False by a delivery, to True when a get()'s timeout expires.
+        self._waiter: asyncio.Future[bool] | None = None
         self._lagged = False
         self._ended = False
         self._hub: Hub | None = None
@@ -128,30 +130,46 @@ class Subscription:
     def __aiter__(self) -> Subscription:
         return self
 
-    async def __anext__(self) -> Event:
-        while True:
-            if self._backlog:
-                event = self._backlog.popleft()
-            elif self._queue:
-                event = self._queue.popleft()
-            elif self._lagged:
-                raise SubscriberLagged(self.last_ids, self.channels)
-            elif self._ended:
-                raise StopAsyncIteration
-            else:
-                self._waiter = asyncio.get_running_loop().create_future()
-                try:
-                    await self._waiter
-                finally:
-                    self._waiter = None
-                continue
-            self.last_ids[event.channel] = event.id
-            return event
+    def __anext__(self) -> Coroutine[Any, Any, Event]:
+        return self.get()
 
     async def get(self, timeout: float | None = None) -> Event:
-        """The next event; `TimeoutError` after ``timeout`` seconds,
-        `StopAsyncIteration` once the subscription has ended."""
-        return await asyncio.wait_for(self.__anext__(), timeout)
+        """The next event; `asyncio.TimeoutError` after ``timeout`` seconds,
+        `StopAsyncIteration` once the subscription has ended.
+
+        Waits on a plain future with a timer beside it, not through
+        ``asyncio.wait_for``: on Python 3.10 and 3.11 that one returns the event
+        instead of raising when the caller is cancelled just as an event arrives
+        (CPython gh-86296), and a cancelled reader would read on forever."""
+        timer: asyncio.TimerHandle | None = None
+        timed_out = False
+        try:
+            while True:
+                if self._backlog:
+                    event = self._backlog.popleft()
+                elif self._queue:
+                    event = self._queue.popleft()
+                elif self._lagged:
+                    raise SubscriberLagged(self.last_ids, self.channels)
+                elif self._ended:
+                    raise StopAsyncIteration
+                elif timed_out:
+                    raise asyncio.TimeoutError
+                else:
+                    loop = asyncio.get_running_loop()
+                    waiter = self._waiter = loop.create_future()
+                    if timeout is not None and timer is None:
+                        timer = loop.call_later(timeout, self._wake, True)
+                    try:
+                        timed_out = await waiter
+                    finally:
+                        self._waiter = None
+                    continue
+                self.last_ids[event.channel] = event.id
+                return event
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     @property
     def pending(self) -> int:
@@ -181,7 +199,7 @@ class Subscription:
         self._queue.append(event)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+            waiter.set_result(False)
         return True
 
     def _lag(self) -> None:
@@ -194,10 +212,10 @@ class Subscription:
         self._hub = None
         self._wake()
 
-    def _wake(self) -> None:
+    def _wake(self, timed_out: bool = False) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+            waiter.set_result(timed_out)
 
 
 def _since_by_channel(channels: tuple[str, ...], since: Since) -> dict[str, str]:

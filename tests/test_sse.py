@@ -4,6 +4,9 @@ subprocess) and a real HTTP client, on the memory and Redis backends."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -14,6 +17,7 @@ import pytest
 import redis.asyncio
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest
 from django.test import AsyncRequestFactory, RequestFactory
 from django.test.utils import override_settings
 
@@ -23,7 +27,8 @@ from django_broadcaster.http import EventStreamResponse
 from .support.backends import POSTGRES_URL, REDIS_URL
 from .support.command_helpers import private_database
 from .support.sse_client import EventStream, Message, open_stream
-from .support.sse_servers import DaphneProcess, UvicornThread
+from .support.sse_counting import CountsHistory
+from .support.sse_servers import DaphneProcess, UvicornThread, rss
 
 PREFIX = f"sse{uuid.uuid4().hex[:8]}"
 MEMORY = "django_broadcaster.backends.memory.MemoryBackend"
@@ -41,6 +46,16 @@ BACKENDS: dict[str, dict[str, Any]] = {
         "BACKEND": "django_broadcaster.backends.redis.RedisBackend",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": PREFIX,
+    },
+    "counting_streams": {
+        "BACKEND": "tests.support.sse_counting.CountingRedisStreamBackend",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": PREFIX,
+    },
+    "counting_memory": {
+        "BACKEND": "tests.support.sse_counting.CountingMemoryBackend",
+        "LOCATION": f"{PREFIX}-counting",
+        "OPTIONS": {"HISTORY_SIZE": 5000},
     },
     "down": {  # nothing listens on port 1
         "BACKEND": "django_broadcaster.backends.redis.RedisBackend",
@@ -454,3 +469,275 @@ def test_composite_ids_round_trip() -> None:
     assert single.decode_id("17") == {"a": "17"}
     assert single.decode_id(single.encode_id({"a": ""})) == {"a": ""}
     assert single.decode_id(single.encode_id({"a": "x=y"})) == {"a": "x=y"}
+
+
+# -- streams end with their clients -------------------------------------------------------
+
+
+async def test_clients_leaving_a_busy_channel_release_everything(
+    server: Any, http: httpx.AsyncClient, redis_client: redis.asyncio.Redis
+) -> None:
+    """40 readers leave a channel that never rests: every stream ends and Redis has no
+    subscriber left. (On Python 3.10 and 3.11 the disconnect's cancellation of a stream
+    handed an event in the same loop turn was swallowed: some streams kept streaming
+    to nobody, subscribed, and the server could not stop.)"""
+    name = channel("busy")
+    async with contextlib.AsyncExitStack() as stack:
+        url = stream_url(server, "pubsub", name)
+        streams = [await stack.enter_async_context(open_stream(url)) for _ in range(40)]
+        for stream in streams:
+            await opened(stream)
+        flood = asyncio.create_task(  # until every stream is gone (30 s at most)
+            http.post(f"/sse/pubsub/flood/{name}/", params={"seconds": 30}, timeout=60)
+        )
+        for stream in streams:
+            await stream.next_event()
+    await wait_released(http, "pubsub", name)
+    wire = f"{(await state(http, 'pubsub'))['key_prefix']}:{name}"
+    assert await redis_client.pubsub_numsub(wire) == [(wire.encode(), 0)]
+    (await flood).raise_for_status()
+
+
+@override_settings(BROADCAST_BACKENDS=BACKENDS)
+async def test_a_stream_cancelled_as_an_event_arrives_ends() -> None:
+    """The server cancels the task iterating the stream when the client leaves. Landing
+    at every step of an event's delivery, the cancellation ends the stream."""
+    front = broadcasts["memory"]
+    for delay in range(12):
+        name = channel()
+        chunks = aiter(EventStreamResponse(_request(), name, using="memory"))
+        await anext(chunks)
+        reading = asyncio.ensure_future(anext(chunks))
+        await asyncio.sleep(0.01)  # waiting for an event
+        publishing = asyncio.create_task(front.apublish(name, delay))
+        for _ in range(delay):
+            await asyncio.sleep(0)
+        if reading.cancel():
+            with pytest.raises(asyncio.CancelledError):
+                await reading
+        else:  # the event was read before the cancellation
+            await chunks.aclose()  # type: ignore[attr-defined]
+        await publishing
+        assert name not in front.hubs.current().subscribers, f"still subscribed ({delay})"
+    await front.aclose()
+
+
+@override_settings(BROADCAST_BACKENDS=BACKENDS)
+async def test_close_ends_a_stream_busy_reading() -> None:
+    """close() while the stream awaits its next event (not parked at a yield) ends it."""
+    front = broadcasts["memory"]
+    name = channel()
+    response = EventStreamResponse(_request(), name, using="memory")
+    chunks = aiter(response)
+    await anext(chunks)
+    reading = asyncio.ensure_future(anext(chunks))
+    await asyncio.sleep(0.01)
+    await sync_to_async(response.close)()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(reading, TIMEOUT)
+    assert name not in front.hubs.current().subscribers
+    await front.aclose()
+
+
+# -- what a client's position costs -------------------------------------------------------
+
+
+async def _opening(alias: str, name: str, last_event_id: str | None = None) -> tuple[str, int]:
+    """The first chunk of a stream of ``name``, and how many events history reads
+    returned until it was ready."""
+    headers = {} if last_event_id is None else {"Last-Event-ID": last_event_id}
+    CountsHistory.events_read = 0
+    chunks = aiter(EventStreamResponse(_request(**headers), name, using=alias))
+    text = (await anext(chunks)).decode()
+    read = CountsHistory.events_read
+    await chunks.aclose()  # type: ignore[attr-defined]
+    return text, read
+
+
+@override_settings(BROADCAST_BACKENDS=BACKENDS)
+async def test_an_old_position_reads_a_bounded_history() -> None:
+    """3,000 retained 1 KB events on Redis Streams: a client back with a position older
+    than all of them costs no more history than max_replay + 1 events (the whole
+    history was read three times), and is told it is too far behind."""
+    front = broadcasts["counting_streams"]
+    name = channel()
+    for _ in range(60):
+        await asyncio.gather(*(front.apublish(name, "x" * 1000) for _ in range(50)))
+    fresh, fresh_read = await _opening("counting_streams", name)
+    old, old_read = await _opening("counting_streams", name, "1-0")
+    print(f"history events read: new client {fresh_read}, Last-Event-ID 1-0 {old_read}")
+    assert fresh_read <= 2
+    assert old_read <= EventStreamResponse.max_replay + 3
+    assert "event: reset" not in fresh
+    assert 'event: reset\ndata: {"channels":["' in old
+    assert '"reason":"lagged"}' in old or '"reason":"unknown-id"}' in old
+    await front.aclose()
+
+
+@override_settings(BROADCAST_BACKENDS=BACKENDS)
+async def test_replay_from_the_start_holds_a_bounded_number_of_events() -> None:
+    """``Last-Event-ID: <channel>=`` asks for every retained event: at most max_replay
+    of them are read (all 3,000 were held in memory); more waiting means a reset."""
+    front = broadcasts["counting_memory"]
+    name = channel()
+    for n in range(3000):
+        await front.apublish(name, n)
+    text, read = await _opening("counting_memory", name, f"{name}=")
+    assert read <= EventStreamResponse.max_replay + 2
+    assert f'event: reset\ndata: {{"channels":["{name}"],"reason":"lagged"}}' in text
+    await front.aclose()
+
+
+# -- slow clients, engine errors, revoked permissions ---------------------------------------
+
+
+async def test_a_client_that_stops_reading_costs_the_server_bounded_memory(
+    server: Any, http: httpx.AsyncClient
+) -> None:
+    """48 MB published to a client that never reads: the server's memory grows by the
+    byte budget at most (Daphne buffered all of it; uvicorn waits for the socket)."""
+    name = channel("slow")
+    client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.connect(("127.0.0.1", server.port))
+    try:
+        path = f"/sse/pubsub/stream/{name}/"
+        client.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        deadline = time.monotonic() + TIMEOUT
+        while (await state(http, "pubsub"))["subscribers"].get(name) != 1:
+            assert time.monotonic() < deadline, "the stream did not subscribe"
+            await asyncio.sleep(0.02)
+        before = rss(server.pid)
+        for _ in range(12):
+            flood = f"/sse/pubsub/flood/{name}/"
+            response = await http.post(flood, params={"count": 1000, "size": 4000}, timeout=60)
+            response.raise_for_status()
+        grown = rss(server.pid) - before
+    finally:
+        client.close()
+    print(f"{server.name} grew by {grown / 2**20:.1f} MB for 48 MB published")
+    assert grown < 16 * 2**20
+    await wait_released(http, "pubsub", name)
+
+
+async def test_the_byte_budget_ends_the_stream_and_the_client_resumes(
+    server: Any, http: httpx.AsyncClient
+) -> None:
+    """A stream ends after about byte_budget bytes with a reset that lists no channel
+    (nothing was lost); reconnecting with the last id resumes without gap or duplicate."""
+    name = channel()
+    url = stream_url(server, "memory", name, byte_budget=1000)
+    received: list[int] = []
+    resets: list[Any] = []
+    connections = 1
+    async with contextlib.AsyncExitStack() as stack:
+        stream = await stack.enter_async_context(open_stream(url))
+        await opened(stream)
+        for n in range(20):
+            await publish(http, "memory", name, {"n": n, "pad": "x" * 200})
+            while True:
+                try:
+                    message = await stream.next_event()
+                except EOFError:
+                    last_id = stream.last_id
+                    await stack.aclose()
+                    stream = await stack.enter_async_context(
+                        open_stream(url, last_event_id=last_id)
+                    )
+                    connections += 1
+                    continue
+                if message.event == "reset":
+                    resets.append(message.json)
+                    continue
+                received.append(message.json["n"])
+                break
+    assert received == list(range(20))
+    assert connections >= 4
+    assert len(resets) >= connections - 1
+    assert all(reset == {"channels": [], "reason": "budget"} for reset in resets)
+
+
+@contextlib.contextmanager
+def no_traceback_logged(server: Any, caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Fails if the server logged a traceback meanwhile (uvicorn's log, which does not
+    reach the root logger, is captured too; Daphne's is its output)."""
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addHandler(caplog.handler)
+    logged = len(server.log())
+    try:
+        yield
+    finally:
+        uvicorn_log.removeHandler(caplog.handler)
+    assert not [record for record in caplog.records if record.exc_info]
+    assert "Traceback" not in server.log()[logged:]
+
+
+@pytest.mark.parametrize(
+    "alias, bad_id",
+    [
+        ("streams", "99999999999999999999999-0"),
+        ("streams", "18446744073709551616-0"),
+        ("memory", "99999999999999999999999-0"),
+        ("postgres", "99999999999999999999999"),
+        ("postgres", "99999999999999999999999-0"),
+    ],
+)
+async def test_an_id_the_engine_would_refuse_sends_a_reset(
+    server: Any,
+    http: httpx.AsyncClient,
+    caplog: pytest.LogCaptureFixture,
+    alias: str,
+    bad_id: str,
+) -> None:
+    name = channel()
+    await publish(http, alias, name, "before")
+    with no_traceback_logged(server, caplog):
+        async with open_stream(stream_url(server, alias, name), last_event_id=bad_id) as stream:
+            reset = await stream.next_event()
+            await publish(http, alias, name, "live")
+            live = await stream.next_event()
+    assert reset.event == "reset"
+    assert reset.json == {"channels": [name], "reason": "unknown-id"}
+    assert live.json == "live"
+
+
+async def test_a_revoked_permission_ends_the_stream(server: Any, http: httpx.AsyncClient) -> None:
+    name = channel("revocable")
+    url = stream_url(server, "memory", name, reauthorize_every=0.2)
+    async with open_stream(url) as stream:
+        await opened(stream)
+        await publish(http, "memory", name, "allowed")
+        assert (await stream.next_event()).json == "allowed"
+        (await http.post(f"/sse/revoke/{name}/")).raise_for_status()
+        end = await stream.next_event()
+        with pytest.raises(EOFError):
+            await stream.next(TIMEOUT)
+    assert (end.event, end.json) == ("reset", {"channels": [name], "reason": "forbidden"})
+    assert (await http.get(url.removeprefix(server.url))).status_code == 403
+    await wait_released(http, "memory", name)
+
+
+@override_settings(BROADCAST_BACKENDS=BACKENDS)
+async def test_reauthorization_may_be_an_async_check() -> None:
+    member = True
+
+    class MembersOnly(EventStreamResponse):
+        reauthorize_every = 0.05
+
+        async def ahas_permission(self, request: HttpRequest, channel: str) -> bool:
+            await asyncio.sleep(0)  # an async query, say
+            return member
+
+    front = broadcasts["memory"]
+    name = channel()
+    chunks = aiter(MembersOnly(_request(), name, using="memory"))
+    await anext(chunks)
+    await front.apublish(name, "still a member")
+    assert b"still a member" in await asyncio.wait_for(anext(chunks), TIMEOUT)
+    member = False
+    end = (await asyncio.wait_for(anext(chunks), TIMEOUT)).decode()
+    assert end == f'event: reset\ndata: {{"channels":["{name}"],"reason":"forbidden"}}\n\n'
+    with pytest.raises(StopAsyncIteration):
+        await anext(chunks)
+    assert name not in front.hubs.current().subscribers
+    await front.aclose()

@@ -27,6 +27,14 @@ from .servers import wait_until_serving
 REPO = Path(__file__).resolve().parents[2]
 
 
+def rss(pid: int) -> int:
+    """The resident memory of process ``pid``, in bytes (from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS in /proc/{pid}/status")
+
+
 def _listener() -> socket.socket:
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -46,6 +54,11 @@ class UvicornThread:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        """The server's process: this one."""
+        return os.getpid()
 
     def start(self, backends: dict[str, Any]) -> None:
         from tests.support.sse_asgi import application
@@ -83,6 +96,12 @@ class DaphneProcess:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        """The Daphne process."""
+        assert self.process is not None
+        return self.process.pid
 
     def start(self, backends: dict[str, Any]) -> None:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

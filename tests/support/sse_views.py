@@ -6,6 +6,7 @@ the hub happen on the server's own event loop, through HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
@@ -14,20 +15,38 @@ from django.views.decorators.csrf import csrf_exempt
 from django_broadcaster import broadcasts
 from django_broadcaster.http import EventStreamResponse
 
+#: Channels no stream may read any more (``/sse/revoke/<channel>/``).
+REVOKED: set[str] = set()
+
 
 async def stream(request: HttpRequest, alias: str, channels: str) -> StreamingHttpResponse:
-    """``/sse/<alias>/stream/<a,b,...>/?event_key=&keepalive=&retry=&deny=``"""
+    """``/sse/<alias>/stream/<a,b,...>/?event_key=&keepalive=&retry=&deny=&max_replay=
+    &byte_budget=&reauthorize_every=`` (absent ones are not passed)."""
     params = request.GET
     denied = set(params.getlist("deny"))
+    numbers: dict[str, type[float] | type[int]] = {
+        "keepalive": float,
+        "retry": int,
+        "max_replay": int,
+        "byte_budget": int,
+        "reauthorize_every": float,
+    }
+    options = {name: kind(params[name]) for name, kind in numbers.items() if name in params}
     return EventStreamResponse(
         request,
         *channels.split(","),
         using=alias,
         event_key=params.get("event_key"),
-        keepalive=float(params["keepalive"]) if "keepalive" in params else None,
-        retry=int(params["retry"]) if "retry" in params else None,
-        authorize=lambda request, channel: channel not in denied,
+        authorize=lambda request, channel: channel not in denied and channel not in REVOKED,
+        **options,  # type: ignore[arg-type]
     )
+
+
+@csrf_exempt
+async def revoke(request: HttpRequest, channel: str) -> JsonResponse:
+    """POST: from now on no stream may read ``channel``."""
+    REVOKED.add(channel)
+    return JsonResponse({})
 
 
 class PublicOnly(EventStreamResponse):
@@ -46,6 +65,27 @@ async def publish(request: HttpRequest, alias: str, channel: str) -> JsonRespons
     """POST a JSON body: published on ``channel``; answers the event id."""
     event_id = await broadcasts[alias].apublish(channel, json.loads(request.body))
     return JsonResponse({"id": event_id})
+
+
+@csrf_exempt
+async def flood(request: HttpRequest, alias: str, channel: str) -> JsonResponse:
+    """POST: publish on ``channel`` here, 50 at a time, ``?count=`` messages of ``?size=``
+    characters; or for at most ``?seconds=``, while this process has subscribers of
+    ``channel``. Answers how many were published."""
+    params = request.GET
+    front = broadcasts[alias]
+    text = "x" * int(params.get("size", "10"))
+    count = int(params.get("count", "0"))
+    loop = asyncio.get_running_loop()
+    until = loop.time() + float(params.get("seconds", "0"))
+    published = 0
+    while published < count or (
+        loop.time() < until and channel in front.hubs.current().subscribers
+    ):
+        burst = min(50, count - published) if count else 50
+        await asyncio.gather(*(front.apublish(channel, text) for _ in range(burst)))
+        published += burst
+    return JsonResponse({"published": published})
 
 
 async def state(request: HttpRequest, alias: str) -> JsonResponse:

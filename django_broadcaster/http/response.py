@@ -1,26 +1,14 @@
-"""Server-Sent Events: stream broadcast channels to browsers from an async view.
-
-::
-
-    from django_broadcaster.http import EventStreamResponse
-
-    async def live(request, room):
-        return EventStreamResponse(request, f"chat.{room}", event_key="type")
-
-The response subscribes when the server starts sending it (on the server's
-event loop, shared with every other request of the process), resumes from the
-``Last-Event-ID`` header through history, sends keep-alive comments while the
-channels are quiet, and unsubscribes when the client goes away.
-"""
+"""`EventStreamResponse`: a ``text/event-stream`` response streaming broadcast channels."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import math
 import warnings
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from contextlib import aclosing, suppress
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
+from contextlib import aclosing
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -29,25 +17,24 @@ from django.core.handlers.asgi import ASGIRequest
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, StreamingHttpResponse
 
-from .config import DEFAULT_ALIAS
-from .events import Event, validate_channel_name
-from .exceptions import BackendUnavailable, BroadcastError, SubscriberLagged
-from .front import Broadcast
-from .handler import broadcasts
-from .subscription import Subscription
+from ..config import DEFAULT_ALIAS
+from ..events import Event, validate_channel_name
+from ..exceptions import BackendUnavailable, HistoryGap, SubscriberLagged
+from ..front import Broadcast
+from ..handler import broadcasts
+from ..options import is_seconds, is_whole_number
+from ..subscription import Subscription
+from . import resume
+from .closing import StreamCloser
 
 logger = logging.getLogger("django_broadcaster")
 
 #: ``authorize(request, channel)``: whether ``request`` may read ``channel``.
 Authorize = Callable[[HttpRequest, str], bool]
 
-#: Replay "everything retained" for a channel that had no event when the client
-#: first connected (events published since then must not be missed).
-_ALL_RETAINED = 2**31 - 1
-#: Events that may be published while a resume point is checked (see `_retained`).
-_SLACK = 64
-#: Most events written in one chunk when the subscriber's queue is backed up.
+#: Most events, and about the most bytes, written in one chunk.
 _BATCH = 100
+_CHUNK_BYTES = 64 * 1024
 
 
 class EventStreamResponse(StreamingHttpResponse):
@@ -60,13 +47,19 @@ class EventStreamResponse(StreamingHttpResponse):
     ``Last-Event-ID`` when it reconnects (other clients may pass it as the
     ``lastEventId`` query parameter); the stream then resumes right after it,
     with no gap and no duplicate. When it cannot — the backend keeps no
-    history, the id is unknown or has fallen out of history, the client read too
-    slowly — the client gets a ``reset`` event (``reset_event``) whose data is
-    ``{"channels": [...], "reason": ...}``, and the stream continues live.
+    history, the id is unknown or has fallen out of history, the client is too
+    far behind — the client gets a ``reset`` event (``reset_event``) whose data
+    is ``{"channels": [...], "reason": ...}``, and the stream continues live.
 
     ``authorize(request, channel)`` (or the `has_permission` method of a
     subclass) is asked for every channel while the response is built; a refusal
-    raises `PermissionDenied`, which Django answers with 403.
+    raises `PermissionDenied`, which Django answers with 403. With
+    ``reauthorize_every`` it is asked again (`ahas_permission`) while streaming,
+    and the stream ends at the first refusal.
+
+    After ``byte_budget`` bytes the stream ends (a ``reset`` with reason
+    ``budget`` says so): the client reconnects and resumes, and a client that
+    stopped reading never makes the server buffer more than that.
 
     Only for async views under ASGI: under WSGI a streaming response that
     never ends ties up a worker thread.
@@ -76,6 +69,13 @@ class EventStreamResponse(StreamingHttpResponse):
     keepalive: float = 15.0
     #: Name of the event that tells the client its position could not be resumed.
     reset_event: str = "reset"
+    #: Most retained events replayed per channel to a reconnecting client; one
+    #: further behind gets a ``reset`` (reason ``lagged``) and continues live.
+    max_replay: int = 1000
+    #: Bytes after which the stream ends so that the client reconnects; ``None``: never.
+    byte_budget: int | None = 4 * 1024 * 1024
+    #: Seconds between permission checks while streaming; ``None``: only at the start.
+    reauthorize_every: float | None = None
 
     def __init__(
         self,
@@ -88,6 +88,9 @@ class EventStreamResponse(StreamingHttpResponse):
         authorize: Authorize | None = None,
         encoder: type[json.JSONEncoder] = DjangoJSONEncoder,
         headers: Mapping[str, str] | None = None,
+        max_replay: int | None = None,
+        byte_budget: int | None = None,
+        reauthorize_every: float | None = None,
     ) -> None:
         if not channels:
             raise TypeError("EventStreamResponse needs at least one channel name")
@@ -96,14 +99,31 @@ class EventStreamResponse(StreamingHttpResponse):
         self.broadcast: Broadcast = broadcasts[using]
         self.event_key = event_key
         if keepalive is not None:
-            if keepalive <= 0:
+            if not is_seconds(keepalive):
                 raise ValueError(f"keepalive must be a number of seconds > 0, not {keepalive!r}")
             self.keepalive = keepalive
-        if retry is not None and (not isinstance(retry, int) or retry < 0):
+        if retry is not None and not is_whole_number(retry, 0):
             raise ValueError(f"retry must be a whole number of milliseconds, not {retry!r}")
         self.retry = retry
+        if max_replay is not None:
+            if not is_whole_number(max_replay, 0):
+                raise ValueError(f"max_replay must be a whole number >= 0, not {max_replay!r}")
+            self.max_replay = max_replay
+        if byte_budget is not None:
+            if not is_whole_number(byte_budget, 1):
+                raise ValueError(
+                    f"byte_budget must be a whole number of bytes >= 1, not {byte_budget!r}"
+                )
+            self.byte_budget = byte_budget
+        if reauthorize_every is not None:
+            if not is_seconds(reauthorize_every):
+                raise ValueError(
+                    f"reauthorize_every must be a number of seconds > 0, not {reauthorize_every!r}"
+                )
+            self.reauthorize_every = reauthorize_every
         self._authorize = authorize
         self._encoder = encoder
+        self._request = request
         for channel in self.channels:
             if not self.has_permission(request, channel):
                 raise PermissionDenied(f"not allowed to read broadcast channel {channel!r}")
@@ -117,8 +137,8 @@ class EventStreamResponse(StreamingHttpResponse):
         self.last_event_id: str | None = (
             request.headers.get("Last-Event-ID") or request.GET.get("lastEventId") or None
         )
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._stream_gen: AsyncGenerator[bytes, None] = self._stream()
+        self._closer = StreamCloser(self._stream_gen)
         super().__init__(self._stream_gen, content_type="text/event-stream", headers=headers)
         self["Cache-Control"] = "no-cache"
         self["X-Accel-Buffering"] = "no"  # nginx: pass each chunk on at once
@@ -130,6 +150,15 @@ class EventStreamResponse(StreamingHttpResponse):
         not query the database: resolve what it needs first (``await request.auser()``).
         """
         return self._authorize is None or bool(self._authorize(request, channel))
+
+    async def ahas_permission(self, request: HttpRequest, channel: str) -> bool:
+        """The check repeated every ``reauthorize_every`` seconds while streaming.
+
+        Runs on the event loop. The default calls `has_permission`, so it sees only
+        what that hook sees; override it to look again at what can change (a
+        session, a membership: ``await Membership.objects.filter(...).aexists()``).
+        """
+        return self.has_permission(request, channel)
 
     # -- ids -------------------------------------------------------------------
 
@@ -169,7 +198,12 @@ class EventStreamResponse(StreamingHttpResponse):
         """``message`` as one line of JSON."""
         return json.dumps(message, cls=self._encoder, separators=(",", ":"))
 
-    def _format(self, event: Event, event_id: str | None) -> str:
+    def _format(self, event: Event, positions: dict[str, str]) -> str:
+        """``event`` as a block, moving ``positions`` past it (``""`` if unencodable)."""
+        event_id = None
+        if event.id is not None:
+            positions[event.channel] = event.id
+            event_id = self.encode_id(positions)
         try:
             data = self.serialize(event.message)
         except (TypeError, ValueError):
@@ -190,6 +224,21 @@ class EventStreamResponse(StreamingHttpResponse):
         data = json.dumps({"channels": channels, "reason": reason}, separators=(",", ":"))
         return f"event: {self.reset_event}\ndata: {data}\n\n"
 
+    def _chunks(self, events: Iterable[Event], positions: dict[str, str]) -> Iterable[str]:
+        """``events`` formatted, in chunks of at most ``_BATCH`` events and about
+        ``_CHUNK_BYTES``."""
+        parts: list[str] = []
+        size = 0
+        for event in events:
+            part = self._format(event, positions)
+            parts.append(part)
+            size += len(part)
+            if len(parts) >= _BATCH or size >= _CHUNK_BYTES:
+                yield "".join(parts)
+                parts, size = [], 0
+        if parts:
+            yield "".join(parts)
+
     # -- streaming ---------------------------------------------------------------
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -207,20 +256,40 @@ class EventStreamResponse(StreamingHttpResponse):
         # server was blocked writing to it); end the stream now, not whenever
         # the garbage collector finds it, so its subscription is released.
         super().close()
-        loop, stream = self._loop, self._stream_gen
-        if loop is not None and not loop.is_closed():
-            with suppress(RuntimeError):
-                loop.call_soon_threadsafe(_close_later, loop, stream)
+        self._closer.close()
 
     async def _stream(self) -> AsyncGenerator[bytes, None]:
-        self._loop = asyncio.get_running_loop()
+        closer = self._closer
+        closer.started()
+        budget, sent = self.byte_budget, 0
         try:
             async with aclosing(self._subscribed()) as chunks:
                 async for chunk in chunks:
                     yield chunk
+                    closer.resumed()
+                    sent += len(chunk)
+                    if budget is not None and sent >= budget:
+                        # Nothing lost: the client reconnects and resumes from its id.
+                        yield self._reset([], "budget").encode()
+                        return
         except BackendUnavailable as exc:
             # The status line is sent already: end the stream, the client reconnects.
             logger.warning("EventStreamResponse of %s ended: %s", ", ".join(self.channels), exc)
+
+    async def _start(self, requested: dict[str, str] | None, lagged: bool) -> resume.Start:
+        if self.broadcast.supports_history:
+            return await resume.plan(
+                self.broadcast,
+                self.channels,
+                requested,
+                max_replay=self.max_replay,
+                lagged=lagged,
+            )
+        start = resume.Start(positions=dict.fromkeys(self.channels, ""))
+        if requested is not None or lagged:
+            for channel in self.channels:
+                start.lose(channel, resume.LAGGED if lagged else resume.NO_HISTORY)
+        return start
 
     async def _subscribed(self) -> AsyncGenerator[bytes, None]:
         front = self.broadcast
@@ -230,99 +299,70 @@ class EventStreamResponse(StreamingHttpResponse):
         lagged = False
         retry = f"retry: {self.retry}\n" if self.retry is not None else ""
         while True:
-            if front.supports_history:
-                positions, lost = await self._positions(requested)
-                since = {c: p for c, p in positions.items() if p}
-                everything = len(since) < len(positions)
-                sub = front.subscribe(
-                    *self.channels,
-                    since=since or None,
-                    history=_ALL_RETAINED if everything else 0,
-                )
-                reason = "lagged" if lagged else "unknown-id"
-            else:
-                positions = dict.fromkeys(self.channels, "")
-                lost = list(self.channels) if requested is not None or lagged else []
-                sub = front.subscribe(*self.channels)
-                reason = "lagged" if lagged else "no-history"
+            start = await self._start(requested, lagged)
+            since = start.since()
+            # A channel with no event yet replays what is published meanwhile.
+            from_oldest = front.supports_history and len(since) < len(self.channels)
+            sub = front.subscribe(
+                *self.channels,
+                since=since or None,
+                history=self.max_replay if from_oldest else 0,
+            )
+            positions = dict(start.positions)
             try:
                 async with sub:
                     # First bytes once subscribed: the client's position, and what was lost.
-                    resets = self._reset(lost, reason) if lost else ""
+                    resets = "".join(self._reset(c, r) for r, c in start.lost.items())
                     yield f"{resets}{retry}id: {self.encode_id(positions)}\n\n".encode()
                     retry = ""
+                    for chunk in self._chunks(start.replay, positions):
+                        yield chunk.encode()
+                    start.replay.clear()
                     async with aclosing(self._events(sub, positions)) as chunks:
-                        async for chunk in chunks:
-                            yield chunk.encode()
-                return  # the broadcast was closed; the client reconnects
+                        async for text in chunks:
+                            yield text.encode()
+                return  # the broadcast was closed, or access was revoked
             except SubscriberLagged:
                 # The client reads too slowly: pick up where it is, from history if any.
-                requested, lagged = dict(positions), True
+                requested, lagged = positions, True
+            except HistoryGap:
+                continue  # retention dropped events while the start was read: read it again
 
     async def _events(
         self, sub: Subscription, positions: dict[str, str]
     ) -> AsyncGenerator[str, None]:
+        loop = asyncio.get_running_loop()
+        every = self.reauthorize_every or math.inf
+        next_check = loop.time() + every
+        written = loop.time()
         while True:
+            if loop.time() >= next_check:
+                refused = [
+                    c for c in self.channels if not await self.ahas_permission(self._request, c)
+                ]
+                if refused:
+                    yield self._reset(refused, "forbidden")
+                    return
+                next_check = loop.time() + every
             if sub.pending:
                 event = await sub.get()
             else:
+                quiet_until = written + self.keepalive
                 try:
-                    event = await sub.get(self.keepalive)
+                    event = await sub.get(max(min(quiet_until, next_check) - loop.time(), 0))
                 except asyncio.TimeoutError:
-                    yield ": keep-alive\n\n"
+                    if next_check < quiet_until:
+                        next_check = loop.time()  # a check is due
+                    else:
+                        yield ": keep-alive\n\n"
+                        written = loop.time()
                     continue
                 except StopAsyncIteration:
                     return
-            batch = [event]
-            while sub.pending and len(batch) < _BATCH:
-                batch.append(await sub.get())
-            parts = []
-            for event in batch:
-                event_id = None
-                if event.id is not None:
-                    positions[event.channel] = event.id
-                    event_id = self.encode_id(positions)
-                parts.append(self._format(event, event_id))
+            parts = [self._format(event, positions)]
+            size = len(parts[0])
+            while sub.pending and len(parts) < _BATCH and size < _CHUNK_BYTES:
+                parts.append(self._format(await sub.get(), positions))
+                size += len(parts[-1])
             yield "".join(parts)
-
-    async def _positions(
-        self, requested: dict[str, str] | None
-    ) -> tuple[dict[str, str], list[str]]:
-        """Where each channel starts (``""``: before every retained event), and which
-        channels could not resume from ``requested``."""
-        positions: dict[str, str] = {}
-        lost: list[str] = []
-        for channel in self.channels:
-            wanted = None if requested is None else requested.get(channel)
-            if wanted == "" or (wanted and await self._retained(channel, wanted)):
-                positions[channel] = wanted
-                continue
-            if requested is not None:
-                lost.append(channel)
-            newest = await self.broadcast.ahistory(channel, limit=1)
-            positions[channel] = (newest[-1].id or "") if newest else ""
-        return positions, lost
-
-    async def _retained(self, channel: str, event_id: str) -> bool:
-        """Whether ``event_id`` is still in ``channel``'s history, so every event after it
-        is too (histories drop their oldest events first)."""
-        try:
-            after = await self.broadcast.ahistory(channel, since=event_id, limit=None)
-        except BackendUnavailable:
-            raise
-        except (ValueError, BroadcastError):
-            return False  # not an id of this backend
-        # Events published between the two reads push it back; _SLACK of them are tolerated.
-        newest = await self.broadcast.ahistory(channel, limit=len(after) + _SLACK)
-        return any(event.id == event_id for event in newest)
-
-
-def _close_later(loop: asyncio.AbstractEventLoop, stream: AsyncGenerator[bytes, None]) -> None:
-    if getattr(stream, "ag_running", False) or getattr(stream, "ag_frame", 1) is None:
-        return  # still at work (it ends by itself) or already finished
-    loop.create_task(_aclose(stream))
-
-
-async def _aclose(stream: AsyncGenerator[bytes, None]) -> None:
-    with suppress(RuntimeError):
-        await stream.aclose()
+            written = loop.time()
