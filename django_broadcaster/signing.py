@@ -36,19 +36,35 @@ class Unverified(Exception):
     """A payload failed verification; the message says why, never what it held."""
 
 
+#: HMAC-SHA256 of one key, as its two padded-key hash states (RFC 2104): copying
+#: them is about a third cheaper per event than copying an ``hmac.HMAC``.
+_Mac = tuple["hashlib._Hash", "hashlib._Hash"]
+
+
+def _mac(key: bytes) -> _Mac:
+    block = hashlib.sha256().block_size
+    if len(key) > block:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(block, b"\x00")
+    inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in key))
+    outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in key))
+    return inner, outer
+
+
 class Signer:
     """Signs with the first of ``keys`` (the newest) and verifies with any of them."""
 
     def __init__(self, keys: Sequence[bytes]) -> None:
-        self._macs = [hmac.new(key, digestmod=hashlib.sha256) for key in keys]
+        self._macs = [_mac(key) for key in keys]
 
     @staticmethod
-    def _tag(mac: hmac.HMAC, channel: str, payload: bytes) -> bytes:
-        mac = mac.copy()
+    def _tag(mac: _Mac, channel: str, payload: bytes) -> bytes:
+        inner, outer = mac[0].copy(), mac[1].copy()
         # A channel name never holds NUL: the boundary is unambiguous.
-        mac.update(channel.encode() + b"\x00")
-        mac.update(payload)
-        return binascii.b2a_base64(mac.digest(), newline=False)
+        inner.update(channel.encode() + b"\x00")
+        inner.update(payload)
+        outer.update(inner.digest())
+        return binascii.b2a_base64(outer.digest(), newline=False)
 
     def sign(self, channel: str, payload: bytes) -> bytes:
         """``payload`` as it travels on ``channel``: `MARK`, tag, payload."""

@@ -238,3 +238,18 @@ async def test_channel_layer_traffic_is_signed_and_forged_envelopes_dropped(name
             await layer.close()
         for front in fronts:
             await front.aclose()
+
+
+@pytest.mark.parametrize("key", [b"k" * 16, b"k" * 64, b"x" * 100])
+def test_signatures_are_standard_hmac_sha256(key: bytes) -> None:
+    """The tag is RFC 2104 HMAC-SHA256 over ``channel NUL payload``, whatever the key
+    length, so another implementation can sign or verify events."""
+    import binascii
+    import hashlib
+    import hmac
+
+    from django_broadcaster.signing import MARK, Signer
+
+    expected = hmac.new(key, b"chat\x00payload", hashlib.sha256).digest()
+    signed = Signer([key]).sign("chat", b"payload")
+    assert signed == MARK + binascii.b2a_base64(expected, newline=False) + b"payload"
