@@ -127,28 +127,48 @@ class Broadcast:
         return Subscription(self.hubs, channels, since, history)
 
     async def ahistory(
-        self, channel: str, *, since: str | None = None, limit: int | None = 100
+        self,
+        channel: str,
+        *,
+        since: str | None = None,
+        limit: int | None = 100,
+        oldest_first: bool = False,
     ) -> list[Event]:
-        """Retained events of ``channel`` after ``since``, oldest first, at most ``limit``
-        (the newest ones). Raises `HistoryNotSupported` on a backend without history,
+        """Retained events of ``channel`` after ``since``, oldest first, at most ``limit``:
+        the newest ones, or with ``oldest_first=True`` the oldest ones — a page, so that
+        ``since=`` the last id returned reads the next page; fewer than ``limit`` means
+        there are no more. Raises `HistoryNotSupported` on a backend without history,
         ``ValueError`` when ``since`` is no event id of this backend and `HistoryGap`
-        when retention dropped events after it."""
+        when retention dropped events after it (or no event had that id yet)."""
         validate_channel_name(channel)
         if limit is not None and (not isinstance(limit, int) or limit < 0):
             raise ValueError(f"limit must be a whole number >= 0 or None, not {limit!r}")
-        return await loops.on_lasting_loop(self._history(channel, since, limit))
+        return await loops.on_lasting_loop(self._history(channel, since, limit, oldest_first))
 
-    async def _history(self, channel: str, since: str | None, limit: int | None) -> list[Event]:
+    async def _history(
+        self, channel: str, since: str | None, limit: int | None, oldest_first: bool
+    ) -> list[Event]:
         hub = self.hubs.current()
-        if since is not None:
-            await hub.check_resumable({channel: since})
-        return await hub.history(channel, since, limit)
+        if since is None:
+            return await hub.history(channel, since, limit, oldest_first)
+        hub.id_order(since)  # a ValueError before the engine sees it
+        events = await hub.history(channel, since, limit, oldest_first)
+        # Checked after the read: retention dropping events meanwhile is seen too.
+        await hub.check_resumable({channel: since})
+        return events
 
     def history(
-        self, channel: str, *, since: str | None = None, limit: int | None = 100
+        self,
+        channel: str,
+        *,
+        since: str | None = None,
+        limit: int | None = 100,
+        oldest_first: bool = False,
     ) -> list[Event]:
         """Sync `ahistory`."""
-        return loops.run(self.ahistory(channel, since=since, limit=limit))
+        return loops.run(
+            self.ahistory(channel, since=since, limit=limit, oldest_first=oldest_first)
+        )
 
     # -- state ---------------------------------------------------------------
 

@@ -21,6 +21,7 @@ import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Protocol, TypeVar
 
 from .backends.base import BackendConfig, BaseBackend, RawEvent
@@ -360,14 +361,11 @@ class Hub:
         await self._start()
         if self._signer is not None:
             events = [(channel, self._signer.sign(channel, payload)) for channel, payload in events]
-        results: list[str | Exception | None]
         if len(events) == 1:
-            channel, payload = events[0]
-            results = [
-                await self._retrying("publish to", lambda: self.backend.publish(channel, payload))
-            ]
+            result = await self._retrying("publish to", partial(self.backend.publish, *events[0]))
+            results: list[str | Exception | None] = [result]
         else:
-            results = await self._retrying("publish to", lambda: self.backend.publish_many(events))
+            results = await self._retrying("publish to", partial(self.backend.publish_many, events))
         self._stats.published += sum(not isinstance(result, Exception) for result in results)
         return results
 
@@ -377,25 +375,34 @@ class Hub:
         for event_id in positions.values():
             self.id_order(event_id)
         await self._start()
-        gaps = []
-        for channel, event_id in positions.items():
-            retained = await self._retrying(
-                "read history from",
-                lambda channel=channel, event_id=event_id: self.backend.retains(channel, event_id),  # type: ignore[misc]
+        gaps = [
+            channel
+            for channel, event_id in positions.items()
+            if not await self._retrying(
+                "read history from", partial(self.backend.retains, channel, event_id)
             )
-            if not retained:
-                gaps.append(channel)
+        ]
         if gaps:
             raise HistoryGap(self.settings.alias, gaps)
 
-    async def history(self, channel: str, since: str | None, limit: int | None) -> list[Event]:
-        """Decoded retained events of ``channel`` (see `BaseBackend.history`)."""
+    async def history(
+        self, channel: str, since: str | None, limit: int | None, oldest_first: bool = False
+    ) -> list[Event]:
+        """Decoded retained events of ``channel`` (`BaseBackend.history`); ``oldest_first``: the
+        oldest ``limit`` after ``since``, paged on past undecodable ones (fewer: no more)."""
         await self._start()
-        raw = await self._retrying(
-            "read history from", lambda: self.backend.history(channel, since, limit)
-        )
-        events = (self.decode(channel, payload, event_id) for _, payload, event_id in raw)
-        return [event for event in events if event is not None]
+        events: list[Event] = []
+        paging = oldest_first and limit is not None
+        while True:
+            count = (limit or 0) - len(events)
+            read = partial(self.backend.history_page, channel, since, count)
+            if not paging:
+                read = partial(self.backend.history, channel, since, limit)
+            raw = await self._retrying("read history from", read)
+            events += filter(None, (self.decode(channel, p, event_id) for _, p, event_id in raw))
+            if not paging or len(raw) < count or len(events) == limit or raw[-1].id is None:
+                return events
+            since = raw[-1].id
 
     @property
     def upstream(self) -> frozenset[str]:

@@ -154,6 +154,23 @@ async def test_history_drops_forged_events(signed: Broadcast) -> None:
     assert signed.stats()["forged"] == 5
 
 
+@pytest.mark.parametrize("name", HISTORY_BACKENDS)
+async def test_history_pages_read_on_past_forged_events(signed: Broadcast) -> None:
+    """A page (``oldest_first=True``) holds ``limit`` genuine events when there are that
+    many, forged ones between them dropped: a short page still means the end."""
+    async with Engine(signed) as engine:
+        first = await signed.apublish("pages", "first")
+        for payload in forgeries("pages"):
+            await engine.put("pages", payload)
+        await signed.apublish("pages", "second")
+        await signed.apublish("pages", "third")
+    page = await signed.ahistory("pages", limit=2, oldest_first=True)
+    assert [event.message for event in page] == ["first", "second"]
+    page = await signed.ahistory("pages", since=first, limit=2, oldest_first=True)
+    assert [event.message for event in page] == ["second", "third"]
+    assert await signed.ahistory("pages", since=page[-1].id, limit=2, oldest_first=True) == []
+
+
 @pytest.mark.parametrize("name", BACKENDS)
 async def test_rotation_old_key_verifies_newest_key_signs(name: str) -> None:
     prefix = f"t{uuid.uuid4().hex[:12]}"

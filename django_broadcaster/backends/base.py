@@ -181,17 +181,31 @@ class BaseBackend:
         first, at most the ``limit`` newest of them."""
         raise HistoryNotSupported.on(self.alias, type(self))
 
+    async def history_page(self, channel: str, since: str | None, count: int) -> Sequence[RawEvent]:
+        """The oldest ``count`` retained events of ``channel`` after ``since`` (from the
+        oldest retained if ``None``), oldest first: one page of a forward read, which
+        ``ahistory(oldest_first=True)`` and an SSE replay go through. This default
+        reads every retained event after ``since`` with `history` and keeps the first
+        ``count``: right, but its cost grows with the history; override it with a
+        bounded read (an exclusive start and a count)."""
+        if count <= 0:
+            return []
+        return (await self.history(channel, since, None))[:count]
+
     async def retains(self, channel: str, event_id: str) -> bool:
         """Whether every event of ``channel`` published after ``event_id`` is still in
         its history (retention has dropped none of them), so resuming there misses
-        nothing. ``since=`` and ``history(since=)`` ask first and raise `HistoryGap`
-        when not. This default reads the whole history; override it with a bounded
-        lookup (the oldest retained id, or the engine's record of what it dropped)."""
+        nothing; and ``False`` for a position after the newest id issued for the channel
+        (made up: later events would sort before it and be skipped as duplicates).
+        ``since=`` and ``history(since=)`` ask and raise `HistoryGap` when not. This
+        default reads the whole history and refuses positions before its oldest event
+        or after its newest; override it with a bounded lookup (the engine's record of
+        what it dropped and of the last id it issued)."""
         order = self.id_order(event_id)
         retained = await self.history(channel, None, None)
-        if not retained or retained[0].id is None:
+        if not retained or retained[0].id is None or retained[-1].id is None:
             return True
-        return self.id_order(retained[0].id) <= order
+        return self.id_order(retained[0].id) <= order <= self.id_order(retained[-1].id)
 
     def id_order(self, event_id: str) -> tuple[int, ...]:
         """A sortable key for an event id; ids are ``"N"`` or ``"N-M"`` integers by default.

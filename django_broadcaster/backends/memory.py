@@ -3,13 +3,16 @@
 The default when ``BROADCAST_BACKENDS`` is not set, and the one to use in tests.
 Entries with the same ``LOCATION`` share a store (as Django's locmem cache does);
 each channel keeps a bounded ring of its last ``HISTORY_SIZE`` events, and
-remembers the newest event it dropped, so ``retains()`` is exact. Rings of
+remembers the newest event it dropped, so ``retains()`` is exact (and, from the
+store's id counter, refuses positions no event had yet). Rings of
 channels without a publish for ``IDLE_RETENTION`` seconds are dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import threading
 import time
 from collections import OrderedDict, deque
@@ -58,6 +61,10 @@ class _Store:
 
 _stores: dict[str, _Store] = {}
 _stores_lock = threading.Lock()
+
+
+def _number(event: RawEvent) -> int:
+    return int(event.id or 0)
 
 
 def _store(location: str) -> _Store:
@@ -220,13 +227,25 @@ class MemoryBackend(BaseBackend):
             events = events[max(len(events) - limit, 0) :]
         return events
 
+    async def history_page(self, channel: str, since: str | None, count: int) -> Sequence[RawEvent]:
+        (after,) = self.id_order(since) if since is not None else (0,)
+        with self._store.lock:
+            ring = self._store.rings.get(self.wire_name(channel))
+            if ring is None or count <= 0:
+                return []
+            # Ids increase along the ring: find the start, copy only the page.
+            start = bisect.bisect_right(ring.events, after, key=_number)
+            return list(itertools.islice(ring.events, start, start + count))
+
     async def retains(self, channel: str, event_id: str) -> bool:
         (after,) = self.id_order(event_id)
         store = self._store
         with store.lock:
             ring = store.rings.get(self.wire_name(channel))
             dropped = ring.dropped if ring is not None else store.swept
-        return after >= dropped
+            issued = store.last_id
+        # After the last id issued: no event of this store was given that position.
+        return dropped <= after <= issued
 
     def id_order(self, event_id: str) -> tuple[int, ...]:
         """Memory ids are ``"N"``, a whole number below 2**64."""

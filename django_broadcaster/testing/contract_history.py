@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from .contract_case import ContractCase
+from ..exceptions import HistoryNotSupported
+from .contract_case import TIMEOUT, ContractCase
 
 
 class HistoryContract(ContractCase):
@@ -26,6 +27,42 @@ class HistoryContract(ContractCase):
         self.assertEqual([e.message for e in synced], [8, 9])
         # Another host sees the same history.
         self.assertEqual([e.id for e in await self.peer.ahistory("h")], ids)
+
+    async def test_history_pages_forward_oldest_first(self) -> None:
+        """``oldest_first=True``: the oldest ``limit`` events after ``since``, so that
+        ``since=`` the last id read reads the next page; the backend's ``history_page``
+        likewise."""
+        if await self.refused_without_history("p"):
+            with self.assertRaises(HistoryNotSupported):
+                await self.bus.ahistory("p", limit=10, oldest_first=True)
+            return
+        bus = self.bus
+        ids = [await bus.apublish("p", i) for i in range(25)]
+        paged: list[str | None] = []
+        since = None
+        while True:
+            page = await bus.ahistory("p", since=since, limit=10, oldest_first=True)
+            self.assertLessEqual(len(page), 10)
+            paged += [e.id for e in page]
+            if len(page) < 10:
+                break
+            since = page[-1].id
+        self.assertEqual(paged, ids)
+        page = await bus.ahistory("p", since=ids[4], limit=3, oldest_first=True)
+        self.assertEqual([e.message for e in page], [5, 6, 7])
+        self.assertEqual(await bus.ahistory("p", since=ids[-1], limit=3, oldest_first=True), [])
+        self.assertEqual(await bus.ahistory("p", limit=0, oldest_first=True), [])
+        everything = await bus.ahistory("p", since=ids[19], limit=None, oldest_first=True)
+        self.assertEqual([e.id for e in everything], ids[20:])
+        self.assertEqual(await bus.ahistory("never.used", limit=5, oldest_first=True), [])
+        synced = await asyncio.to_thread(bus.history, "p", limit=2, oldest_first=True)
+        self.assertEqual([e.message for e in synced], [0, 1])
+        self.assertEqual([e.id for e in await self.peer.ahistory("p", oldest_first=True)], ids)
+        backend = await self.connected_backend()
+        raw = await asyncio.wait_for(backend.history_page("p", ids[9], 4), TIMEOUT)
+        self.assertEqual([(e.channel, e.id) for e in raw], [("p", i) for i in ids[10:14]])
+        self.assertEqual([e.id for e in await backend.history_page("p", None, 2)], ids[:2])
+        self.assertEqual(await backend.history_page("p", ids[0], 0), [])
 
     async def test_subscribe_replays_history_then_goes_live(self) -> None:
         if await self.refused_without_history("h"):

@@ -109,6 +109,52 @@ class PositionContract(ContractCase):
         with self.assertRaises(HistoryGap):
             await bus.ahistory("fresh", since=baseline)
 
+    async def test_history_pages_hold_only_retained_events(self) -> None:
+        """With `RETENTION_OPTIONS`: pages (``oldest_first=True``) start at the oldest
+        retained event, and one after a position followed by dropped events raises
+        ``HistoryGap``, as ``since=`` does."""
+        if await self.refused_without_history("pages"):
+            return
+        self.need_retention()
+        bus = self.retaining
+        ids, kept = await self.publish_until_dropped(bus, "pages")
+        page = await bus.ahistory("pages", limit=2, oldest_first=True)
+        self.assertEqual([e.id for e in page], kept[:2])
+        page = await bus.ahistory("pages", since=kept[0], limit=2, oldest_first=True)
+        self.assertEqual([e.id for e in page], kept[1:3])
+        with self.assertRaises(HistoryGap):
+            await bus.ahistory("pages", since=ids[0], limit=2, oldest_first=True)
+
+    async def test_a_position_after_every_issued_id_is_a_history_gap(self) -> None:
+        """A made-up position after the newest id the backend has issued (on a channel
+        without events, or after its newest event) is a ``HistoryGap``: accepted, it
+        would make the channel's next events, whose ids sort before it, look like
+        duplicates and be skipped. The newest id itself resumes."""
+        if await self.refused_without_history("ahead"):
+            return
+        bus = self.bus
+        newest = await bus.apublish("ahead", "only") or ""
+        beyond = _later_id(newest)
+        if beyond is None:
+            self.skipTest(f"cannot make an id after {newest!r}: ids are not 'N' or 'N-M'")
+        backend = await self.connected_backend()
+        for channel in ("ahead", "ahead.empty"):
+            with self.subTest(channel=channel):
+                self.assertFalse(await asyncio.wait_for(backend.retains(channel, beyond), TIMEOUT))
+                with self.assertRaises(HistoryGap) as caught:
+                    async with bus.subscribe(channel, since=beyond):
+                        pass
+                self.assertEqual(caught.exception.channels, [channel])
+                with self.assertRaises(HistoryGap):
+                    await bus.ahistory(channel, since=beyond)
+                with self.assertRaises(HistoryGap):
+                    await bus.ahistory(channel, since=beyond, limit=5, oldest_first=True)
+        self.assertTrue(await asyncio.wait_for(backend.retains("ahead", newest), TIMEOUT))
+        async with bus.subscribe("ahead", since=newest) as sub:
+            await bus.apublish("ahead", "next")
+            self.assertEqual((await sub.get(TIMEOUT)).message, "next")
+        self.assertEqual(bus.stats()["subscribers"], 0)
+
     # -- helpers ------------------------------------------------------------
 
     def need_retention(self) -> None:
@@ -132,3 +178,12 @@ class PositionContract(ContractCase):
             f"retention dropped nothing of {MAX_PUBLISHED} events with RETENTION_OPTIONS "
             f"{self.RETENTION_OPTIONS}"
         )
+
+
+def _later_id(event_id: str) -> str | None:
+    """An id well after ``event_id`` (its first part plus a million) when it is ``"N"``
+    or ``"N-M"``; ``None`` otherwise."""
+    first, dash, rest = event_id.partition("-")
+    if not first.isdigit() or not (rest.isdigit() or not dash):
+        return None
+    return f"{int(first) + 10**6}{dash}{rest}"

@@ -22,7 +22,7 @@ from django_broadcaster.options import is_whole_number, option_error
 # The "server". Instances run on different event loops in different threads,
 # so everything here is guarded by one lock.
 _lock = threading.Lock()
-_ids = itertools.count(1)
+_issued = 0  # the last event id handed out
 _kept: dict[str, deque[tuple[str, bytes]]] = {}  # wire name -> newest (id, payload)
 _dropped: dict[str, str] = {}  # wire name -> id of the newest event no longer kept
 _listeners: dict[str, set[LoopbackBackend]] = {}  # wire name -> subscribed instances
@@ -95,10 +95,12 @@ class LoopbackBackend(BaseBackend):
     # -- traffic ---------------------------------------------------------------
 
     async def publish(self, channel: str, payload: bytes) -> str | None:
+        global _issued
         wire = self.wire_name(channel)
         with _lock:
             self._online()
-            event_id = str(next(_ids))
+            _issued += 1
+            event_id = str(_issued)
             kept = _kept.setdefault(wire, deque(maxlen=self.options["KEEP"]))
             if len(kept) == kept.maxlen:
                 _dropped[wire] = kept[0][0]  # about to fall off
@@ -156,9 +158,21 @@ class LoopbackBackend(BaseBackend):
         ]
         return events if limit is None else events[max(len(events) - limit, 0) :]
 
+    async def history_page(self, channel: str, since: str | None, count: int) -> Sequence[RawEvent]:
+        after = self.id_order(since) if since is not None else None
+        with _lock:
+            self._online()
+            kept = _kept.get(self.wire_name(channel), ())
+            newer = ((i, p) for i, p in kept if after is None or self.id_order(i) > after)
+            page = list(itertools.islice(newer, max(count, 0)))  # copies one page only
+        return [RawEvent(channel, payload, event_id) for event_id, payload in page]
+
     async def retains(self, channel: str, event_id: str) -> bool:
         after = self.id_order(event_id)  # a ValueError for what is not an id
         with _lock:
             self._online()
             dropped = _dropped.get(self.wire_name(channel))
+            issued = _issued
+        if after > self.id_order(str(issued)):
+            return False  # no event had this id yet: a made-up position
         return dropped is None or self.id_order(dropped) <= after

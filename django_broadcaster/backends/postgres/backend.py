@@ -53,6 +53,7 @@ class PostgresBackend(BaseBackend):
         self._size = size
         self._synchronous: bool = self.options["SYNCHRONOUS_COMMIT"]
         self._history = statements.history(max_age)
+        self._page = statements.page(max_age, size)
         self._retained = statements.retained(max_age)
         self._connector = Connector(self.alias, self.location, repr(self))
         self._retention = Retention(size, max_age)
@@ -204,12 +205,26 @@ class PostgresBackend(BaseBackend):
             rows = await cursor.fetchall()
         return [RawEvent(channel, bytes(payload), str(event_id)) for event_id, payload in rows]
 
+    async def history_page(self, channel: str, since: str | None, count: int) -> Sequence[RawEvent]:
+        after = 0 if since is None else event_number(since)
+        if count <= 0:
+            return []
+        conn = self._publisher()
+        params = {"channel": self.wire_name(channel), "after": after, "limit": count}
+        async with self._connector.errors():
+            cursor = conn.cursor(binary=True)
+            await cursor.execute(self._page, params)
+            rows = await cursor.fetchall()
+        return [RawEvent(channel, bytes(payload), str(event_id)) for event_id, payload in rows]
+
     async def retains(self, channel: str, event_id: str) -> bool:
         """Whether reads still return every event of ``channel`` after ``event_id``: none
         of them pruned (the prune statements record each channel's highest deleted id),
-        past ``HISTORY_MAX_AGE``, or beyond the newest ``HISTORY_SIZE``. Reads at most
-        ``HISTORY_SIZE + 1`` rows of the channel (all those after ``event_id`` when
-        ``HISTORY_SIZE`` is ``None``: what the resume reads anyway)."""
+        past ``HISTORY_MAX_AGE``, or beyond the newest ``HISTORY_SIZE``; and ``False``
+        for a position past the last id the table's sequence issued (made up, or the
+        database went back in time). Reads at most ``HISTORY_SIZE + 1`` rows of the
+        channel (all those after ``event_id`` when ``HISTORY_SIZE`` is ``None``: what the
+        resume reads anyway)."""
         after = event_number(event_id)
         limit = None if self._size is None else self._size + 1
         params = {"channel": self.wire_name(channel), "after": after, "limit": limit}
@@ -218,9 +233,10 @@ class PostgresBackend(BaseBackend):
             cursor = await conn.execute(self._retained, params)
             row = await cursor.fetchone()
         assert row is not None
-        pruned, count, expired = row
+        pruned, count, expired, unissued = row
         beyond_size = self._size is not None and count > self._size
-        return not (expired or beyond_size or (pruned is not None and pruned > after))
+        gone = pruned is not None and pruned > after
+        return not (expired or beyond_size or gone or unissued)
 
     def id_order(self, event_id: str) -> tuple[int, ...]:
         """``(row id,)``; `ValueError` for anything but a ``bigint`` id from 0 up in

@@ -120,6 +120,24 @@ def history(max_age: float | None) -> sql.Composed:
     ).format(table=_TABLE, recent=_newest_first(max_age))
 
 
+def page(max_age: float | None, size: int | None) -> sql.Composed:
+    """``(id, payload)`` of the oldest ``limit`` rows of ``channel`` after ``after`` among
+    those `history` reads (``HISTORY_MAX_AGE`` and the newest ``size``), oldest first."""
+    age: sql.Composable = sql.SQL("")
+    if max_age is not None:
+        age = sql.SQL(" AND created >= {}").format(_cutoff(max_age))
+    window: sql.Composable = sql.SQL("")
+    if size is not None:  # from the size-th newest row on
+        window = sql.SQL(
+            " AND id >= coalesce((SELECT id FROM {table} WHERE channel = %(channel)s{age}"
+            " ORDER BY id DESC OFFSET {skip} LIMIT 1), 0)"
+        ).format(table=_TABLE, age=age, skip=sql.Literal(size - 1))
+    return sql.SQL(
+        "SELECT id, payload FROM {table} WHERE channel = %(channel)s AND id > %(after)s"
+        "{age}{window} ORDER BY id LIMIT %(limit)s"
+    ).format(table=_TABLE, age=age, window=window)
+
+
 def replay(max_age: float | None) -> sql.Composed:
     """What a resume hands out: ``(channel, id, payload)`` after each channel's ``after``,
     in id order, retention applied as by `history`."""
@@ -149,19 +167,32 @@ FOLLOW_ONE = sql.SQL(
 ).format(table=_TABLE)
 
 
+#: The last id issued to any channel (ids are global): the sequence's, where this role
+#: may read it, at least the newest row's.
+_LAST_ISSUED = sql.SQL(
+    "greatest(CASE WHEN has_sequence_privilege({seq}, 'SELECT,USAGE')"
+    " THEN pg_sequence_last_value({seq}) END, (SELECT max(id) FROM {table}))"
+).format(
+    seq=sql.SQL("pg_get_serial_sequence({}, 'id')::regclass").format(sql.Literal(HISTORY_TABLE)),
+    table=_TABLE,
+)
+
+
 def retained(max_age: float | None) -> sql.Composed:
     """``(highest id pruned from channel or NULL, its rows after ``after`` up to
-    ``limit``, whether one of those is past ``max_age``)``: what `retains` decides on."""
+    ``limit``, whether one of those is past ``max_age``, whether ``after`` is past the
+    last id issued)``: what `retains` decides on."""
     expired: sql.Composable = sql.SQL("false")
     column = sql.SQL("id")
     if max_age is not None:
         expired = sql.SQL("coalesce(bool_or(created < {}), false)").format(_cutoff(max_age))
         column = sql.SQL("created")
     return sql.SQL(
-        "SELECT (SELECT last_id FROM {pruned} WHERE channel = %(channel)s), count(*), {expired}"
+        "SELECT (SELECT last_id FROM {pruned} WHERE channel = %(channel)s), count(*), {expired},"
+        " %(after)s > coalesce({issued}, 0)"
         " FROM (SELECT {column} FROM {table} WHERE channel = %(channel)s AND id > %(after)s"
         " ORDER BY id LIMIT %(limit)s) AS s"
-    ).format(pruned=_PRUNED, table=_TABLE, expired=expired, column=column)
+    ).format(pruned=_PRUNED, table=_TABLE, expired=expired, column=column, issued=_LAST_ISSUED)
 
 
 def listen(notify_channels: Iterable[str]) -> sql.Composed:

@@ -32,7 +32,8 @@ def after(order: tuple[int, int]) -> str | None:
 def retains(info: Mapping[str, Any] | None, order: tuple[int, int]) -> bool:
     """Whether the stream described by ``info`` (the ``XINFO STREAM`` reply, keyed by
     field name; ``None`` when there is no such key) still holds every entry it was
-    given after the id ``order``.
+    given after the id ``order``, an id it has generated: one after its
+    ``last-generated-id`` is made up (the next entries would sort before it).
 
     ``entries-added`` and ``max-deleted-entry-id`` (Redis 7) make the answer exact
     except just before the oldest entry: trimming removes the oldest entries
@@ -44,8 +45,9 @@ def retains(info: Mapping[str, Any] | None, order: tuple[int, int]) -> bool:
     """
     if info is None:
         return order == ZERO
-    if order >= _order(info["last-generated-id"]):
-        return True  # nothing was added after it
+    last = _order(info["last-generated-id"])
+    if order >= last:
+        return order == last  # nothing was added after it; after it: no id given yet
     length = info["length"]
     added = info.get("entries-added")
     deleted = info.get("max-deleted-entry-id")

@@ -286,22 +286,30 @@ class RedisStreamBackend(RedisBackendBase):
     async def history(
         self, channel: str, since: str | None, limit: int | None
     ) -> Sequence[RawEvent]:
-        key = self.wire_name(channel)
-        start = "-" if since is None else stream_ids.after(self.id_order(since))
-        command = self.connections.pooled_command
-        if start is None or (limit is not None and limit <= 0):
-            return []  # nothing can follow the largest id
-        if limit is not None:
-            entries = _entries(await command("XREVRANGE", key, "+", start, "COUNT", limit))[::-1]
-        else:
-            entries = []
+        if limit is None:
+            events: list[RawEvent] = []
             while True:  # in pages, so one reply never holds a whole long stream
-                page = _entries(await command("XRANGE", key, start, "+", "COUNT", HISTORY_PAGE))
-                entries.extend(page)
-                start = stream_ids.after(self.id_order(page[-1][0])) if page else None
-                if len(page) < HISTORY_PAGE or start is None:
-                    break
-        return [RawEvent(channel, payload, entry_id) for entry_id, payload in entries]
+                page = await self.history_page(channel, since, HISTORY_PAGE)
+                events.extend(page)
+                if len(page) < HISTORY_PAGE:
+                    return events
+                since = page[-1].id
+        start = "-" if since is None else stream_ids.after(self.id_order(since))
+        if start is None or limit <= 0:
+            return []  # nothing can follow the largest id
+        reply = await self.connections.pooled_command(
+            "XREVRANGE", self.wire_name(channel), "+", start, "COUNT", limit
+        )
+        return [RawEvent(channel, payload, entry_id) for entry_id, payload in _entries(reply)[::-1]]
+
+    async def history_page(self, channel: str, since: str | None, count: int) -> Sequence[RawEvent]:
+        start = "-" if since is None else stream_ids.after(self.id_order(since))
+        if start is None or count <= 0:
+            return []  # nothing can follow the largest id
+        reply = await self.connections.pooled_command(
+            "XRANGE", self.wire_name(channel), start, "+", "COUNT", count
+        )
+        return [RawEvent(channel, payload, entry_id) for entry_id, payload in _entries(reply)]
 
     async def retains(self, channel: str, event_id: str) -> bool:
         order = self.id_order(event_id)
