@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import socket
 import time
@@ -36,6 +37,11 @@ BACKENDS: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": MEMORY, "LOCATION": f"{PREFIX}-default"},
     "memory": {"BACKEND": MEMORY, "LOCATION": f"{PREFIX}-memory"},
     "small": {"BACKEND": MEMORY, "LOCATION": f"{PREFIX}-small", "OPTIONS": {"HISTORY_SIZE": 3}},
+    "paging": {
+        "BACKEND": MEMORY,
+        "LOCATION": f"{PREFIX}-paging",
+        "OPTIONS": {"HISTORY_SIZE": 300},
+    },
     "tiny_queue": {"BACKEND": MEMORY, "LOCATION": f"{PREFIX}-tiny", "OPTIONS": {"MAX_QUEUE": 5}},
     "streams": {
         "BACKEND": "django_broadcaster.backends.redis.RedisStreamBackend",
@@ -64,6 +70,11 @@ BACKENDS: dict[str, dict[str, Any]] = {
     },
 }
 POSTGRES = {"BACKEND": "django_broadcaster.backends.postgres.PostgresBackend", "KEY_PREFIX": PREFIX}
+COUNTING_POSTGRES = {
+    "BACKEND": "tests.support.sse_counting.CountingPostgresBackend",
+    "KEY_PREFIX": PREFIX,
+    "OPTIONS": {"HISTORY_SIZE": 5000},
+}
 WITH_HISTORY = ["memory", "streams", "postgres"]
 ALL = [*WITH_HISTORY, "pubsub"]
 TIMEOUT = 10.0
@@ -316,6 +327,26 @@ async def test_id_fallen_out_of_history_sends_a_reset_event(
     assert (message.event, message.json) == ("message", 9)
 
 
+@pytest.mark.parametrize("alias", WITH_HISTORY)
+@pytest.mark.parametrize("published", [False, True], ids=["empty", "after-newest"])
+async def test_a_position_after_every_issued_id_sends_a_reset_event(
+    server: Any, http: httpx.AsyncClient, alias: str, published: bool
+) -> None:
+    """A made-up id after every id the backend issued (on a channel without events, or
+    after its newest event) is no position to resume from: accepted, the client's
+    next events (lower ids) would be dropped as duplicates."""
+    name = channel()
+    if published:
+        await publish(http, alias, name, "before")
+    beyond = f"{10**14}-0" if alias == "streams" else str(10**15)
+    async with open_stream(stream_url(server, alias, name), last_event_id=beyond) as stream:
+        reset = await stream.next_event()
+        await publish(http, alias, name, "live")
+        live = await stream.next_event()
+    assert (reset.event, reset.json) == ("reset", {"channels": [name], "reason": "unknown-id"})
+    assert live.json == "live"
+
+
 # -- keep-alive, retry, authorization -----------------------------------------------------
 
 
@@ -546,7 +577,7 @@ async def _opening(alias: str, name: str, last_event_id: str | None = None) -> t
     """The first chunk of a stream of ``name``, and how many events history reads
     returned until it was ready."""
     headers = {} if last_event_id is None else {"Last-Event-ID": last_event_id}
-    CountsHistory.events_read = 0
+    CountsHistory.reset()
     chunks = aiter(EventStreamResponse(_request(**headers), name, using=alias))
     text = (await anext(chunks)).decode()
     read = CountsHistory.events_read
@@ -557,8 +588,8 @@ async def _opening(alias: str, name: str, last_event_id: str | None = None) -> t
 @override_settings(BROADCAST_BACKENDS=BACKENDS)
 async def test_an_old_position_reads_a_bounded_history() -> None:
     """3,000 retained 1 KB events on Redis Streams: a client back with a position older
-    than all of them costs no more history than max_replay + 1 events (the whole
-    history was read three times), and is told it is too far behind."""
+    than all of them costs no more history than a page (the whole history was read
+    three times), and is told that events after its position are gone."""
     front = broadcasts["counting_streams"]
     name = channel()
     for _ in range(60):
@@ -567,24 +598,93 @@ async def test_an_old_position_reads_a_bounded_history() -> None:
     old, old_read = await _opening("counting_streams", name, "1-0")
     print(f"history events read: new client {fresh_read}, Last-Event-ID 1-0 {old_read}")
     assert fresh_read <= 2
-    assert old_read <= EventStreamResponse.max_replay + 3
+    assert old_read <= EventStreamResponse.replay_page + 2
     assert "event: reset" not in fresh
-    assert 'event: reset\ndata: {"channels":["' in old
-    assert '"reason":"lagged"}' in old or '"reason":"unknown-id"}' in old
+    assert f'event: reset\ndata: {{"channels":["{name}"],"reason":"unknown-id"}}' in old
+    await front.aclose()
+
+
+def _data(text: str) -> list[Any]:
+    return [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
+
+
+@pytest.mark.parametrize("alias", ["counting_memory", "counting_streams", "counting_postgres"])
+async def test_replay_from_the_start_sends_every_retained_event_a_page_at_a_time(
+    postgres_url: str, alias: str
+) -> None:
+    """``Last-Event-ID: <channel>=`` asks for every retained event: a client 3,000 events
+    behind gets all of them, in order and once, then what was published while they
+    were sent, then live events; no history read returns more than a page, so that
+    is the most replayed events the response holds (a reset used to end the replay
+    after max_replay events, all read at once)."""
+    backends = {**BACKENDS, "counting_postgres": {**COUNTING_POSTGRES, "LOCATION": postgres_url}}
+    with override_settings(BROADCAST_BACKENDS=backends):
+        front = broadcasts[alias]
+        name = channel()
+        for start in range(0, 3000, 100):
+            await asyncio.gather(*(front.apublish(name, n) for n in range(start, start + 100)))
+        retained = [e.id for e in await front.ahistory(name, limit=None)]
+        assert len(retained) == 3000
+        CountsHistory.reset()
+        response = EventStreamResponse(_request(**{"Last-Event-ID": f"{name}="}), name, using=alias)
+        chunks = aiter(response)
+        text = (await anext(chunks)).decode()
+        meanwhile = [await front.apublish(name, f"meanwhile {n}") for n in range(5)]
+        while "event: reset" not in text and len(_data(text)) < 3005:
+            text += (await asyncio.wait_for(anext(chunks), TIMEOUT)).decode()
+        assert "event: reset" not in text
+        while not text.endswith(f"id: {meanwhile[-1]}\n\n"):  # the block sent once subscribed
+            text += (await asyncio.wait_for(anext(chunks), TIMEOUT)).decode()
+        await front.apublish(name, "live")
+        text += (await asyncio.wait_for(anext(chunks), TIMEOUT)).decode()
+        await chunks.aclose()  # type: ignore[attr-defined]
+        await front.aclose()
+    ids = [line[4:] for line in text.splitlines() if line.startswith("id: ")]
+    assert _data(text) == [*range(3000), *(f"meanwhile {n}" for n in range(5)), "live"]
+    assert ids[:3005] == [*retained, *meanwhile]  # then the opening block's, then live's
+    print(f"{alias}: largest history read {CountsHistory.largest_read} events")
+    assert CountsHistory.largest_read <= EventStreamResponse.replay_page
+
+
+@override_settings(BROADCAST_BACKENDS=BACKENDS)
+async def test_retention_dropping_events_during_the_replay_sends_a_reset() -> None:
+    """HISTORY_SIZE 300, pages of 100: 300 events published after the client got its
+    first page drop the rest of what it was owed; it gets a ``lagged`` reset (never a
+    silent gap) and continues live."""
+    front = broadcasts["paging"]
+    name = channel()
+    for n in range(300):
+        await front.apublish(name, n)
+    request = _request(**{"Last-Event-ID": f"{name}="})
+    chunks = aiter(EventStreamResponse(request, name, using="paging", replay_page=100))
+    text = (await anext(chunks)).decode()
+    assert _data(text) == list(range(100))
+    for n in range(300, 600):
+        await front.apublish(name, n)
+    text = (await asyncio.wait_for(anext(chunks), TIMEOUT)).decode()
+    assert text.startswith(f'event: reset\ndata: {{"channels":["{name}"],"reason":"lagged"}}')
+    await front.apublish(name, "live")
+    assert _data((await asyncio.wait_for(anext(chunks), TIMEOUT)).decode()) == ["live"]
+    await chunks.aclose()  # type: ignore[attr-defined]
     await front.aclose()
 
 
 @override_settings(BROADCAST_BACKENDS=BACKENDS)
-async def test_replay_from_the_start_holds_a_bounded_number_of_events() -> None:
-    """``Last-Event-ID: <channel>=`` asks for every retained event: at most max_replay
-    of them are read (all 3,000 were held in memory); more waiting means a reset."""
-    front = broadcasts["counting_memory"]
-    name = channel()
-    for n in range(3000):
-        await front.apublish(name, n)
-    text, read = await _opening("counting_memory", name, f"{name}=")
-    assert read <= EventStreamResponse.max_replay + 2
-    assert f'event: reset\ndata: {{"channels":["{name}"],"reason":"lagged"}}' in text
+async def test_a_lost_channel_is_reset_before_a_long_replay() -> None:
+    """The replay of one channel may outlast the byte budget: the reset of another
+    channel comes before it, or the reconnection (with that channel's new position)
+    would never tell the client."""
+    front = broadcasts["memory"]
+    lost, behind = channel("lost"), channel("behind")
+    for n in range(300):
+        await front.apublish(behind, n)
+    request = _request(**{"Last-Event-ID": f"{lost}=nonsense&{behind}="})
+    response = EventStreamResponse(request, lost, behind, using="memory", byte_budget=2000)
+    text = "".join([chunk.decode() async for chunk in response])  # ends at the budget
+    reset = f'event: reset\ndata: {{"channels":["{lost}"],"reason":"unknown-id"}}\n\n'
+    assert text.startswith(reset)
+    assert text.endswith('event: reset\ndata: {"channels":[],"reason":"budget"}\n\n')
+    assert _data(text)[1:-1] == list(range(100))  # between the resets: one page, over budget
     await front.aclose()
 
 

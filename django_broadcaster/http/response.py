@@ -47,9 +47,11 @@ class EventStreamResponse(StreamingHttpResponse):
     ``Last-Event-ID`` when it reconnects (other clients may pass it as the
     ``lastEventId`` query parameter); the stream then resumes right after it,
     with no gap and no duplicate. When it cannot — the backend keeps no
-    history, the id is unknown or has fallen out of history, the client is too
-    far behind — the client gets a ``reset`` event (``reset_event``) whose data
-    is ``{"channels": [...], "reason": ...}``, and the stream continues live.
+    history, the id is unknown or has fallen out of history, retention drops
+    events while they are replayed — the client gets a ``reset`` event
+    (``reset_event``) whose data is ``{"channels": [...], "reason": ...}``, and
+    the stream continues live. However far behind the client is, every retained
+    event after its position is replayed, read ``replay_page`` events at a time.
 
     ``authorize(request, channel)`` (or the `has_permission` method of a
     subclass) is asked for every channel while the response is built; a refusal
@@ -69,9 +71,9 @@ class EventStreamResponse(StreamingHttpResponse):
     keepalive: float = 15.0
     #: Name of the event that tells the client its position could not be resumed.
     reset_event: str = "reset"
-    #: Most retained events replayed per channel to a reconnecting client; one
-    #: further behind gets a ``reset`` (reason ``lagged``) and continues live.
-    max_replay: int = 1000
+    #: Retained events read at a time to replay what a reconnecting client missed:
+    #: the most replayed events a response holds.
+    replay_page: int = 100
     #: Bytes after which the stream ends so that the client reconnects; ``None``: never.
     byte_budget: int | None = 4 * 1024 * 1024
     #: Seconds between permission checks while streaming; ``None``: only at the start.
@@ -88,7 +90,7 @@ class EventStreamResponse(StreamingHttpResponse):
         authorize: Authorize | None = None,
         encoder: type[json.JSONEncoder] = DjangoJSONEncoder,
         headers: Mapping[str, str] | None = None,
-        max_replay: int | None = None,
+        replay_page: int | None = None,
         byte_budget: int | None = None,
         reauthorize_every: float | None = None,
     ) -> None:
@@ -105,10 +107,10 @@ class EventStreamResponse(StreamingHttpResponse):
         if retry is not None and not is_whole_number(retry, 0):
             raise ValueError(f"retry must be a whole number of milliseconds, not {retry!r}")
         self.retry = retry
-        if max_replay is not None:
-            if not is_whole_number(max_replay, 0):
-                raise ValueError(f"max_replay must be a whole number >= 0, not {max_replay!r}")
-            self.max_replay = max_replay
+        if replay_page is not None:
+            if not is_whole_number(replay_page, 1):
+                raise ValueError(f"replay_page must be a whole number >= 1, not {replay_page!r}")
+            self.replay_page = replay_page
         if byte_budget is not None:
             if not is_whole_number(byte_budget, 1):
                 raise ValueError(
@@ -278,13 +280,7 @@ class EventStreamResponse(StreamingHttpResponse):
 
     async def _start(self, requested: dict[str, str] | None, lagged: bool) -> resume.Start:
         if self.broadcast.supports_history:
-            return await resume.plan(
-                self.broadcast,
-                self.channels,
-                requested,
-                max_replay=self.max_replay,
-                lagged=lagged,
-            )
+            return await resume.plan(self.broadcast, self.channels, requested, lagged=lagged)
         start = resume.Start(positions=dict.fromkeys(self.channels, ""))
         if requested is not None or lagged:
             for channel in self.channels:
@@ -300,33 +296,40 @@ class EventStreamResponse(StreamingHttpResponse):
         retry = f"retry: {self.retry}\n" if self.retry is not None else ""
         while True:
             start = await self._start(requested, lagged)
-            since = start.since()
-            # A channel with no event yet replays what is published meanwhile.
-            from_oldest = front.supports_history and len(since) < len(self.channels)
-            sub = front.subscribe(
-                *self.channels,
-                since=since or None,
-                history=self.max_replay if from_oldest else 0,
-            )
             positions = dict(start.positions)
+            resets = "".join(self._reset(c, r) for r, c in start.lost.items())
             try:
+                if resets and start.resumed:
+                    yield resets.encode()  # before a replay, which byte_budget may cut short
+                    resets = ""
+                # What the client missed, a page at a time, before subscribing: the
+                # subscription's own replay then covers what came meanwhile.
+                for channel in start.resumed:
+                    pages = resume.pages(front, channel, positions[channel], self.replay_page)
+                    async with aclosing(pages):
+                        async for page in pages:
+                            for chunk in self._chunks(page, positions):
+                                yield chunk.encode()
+                since = {channel: position for channel, position in positions.items() if position}
+                # A channel with no event yet replays what is published meanwhile.
+                from_oldest = front.supports_history and len(since) < len(self.channels)
+                sub = front.subscribe(
+                    *self.channels,
+                    since=since or None,
+                    history=self.replay_page if from_oldest else 0,
+                )
                 async with sub:
-                    # First bytes once subscribed: the client's position, and what was lost.
-                    resets = "".join(self._reset(c, r) for r, c in start.lost.items())
+                    # Once subscribed: the client's position, and what was lost.
                     yield f"{resets}{retry}id: {self.encode_id(positions)}\n\n".encode()
                     retry = ""
-                    for chunk in self._chunks(start.replay, positions):
-                        yield chunk.encode()
-                    start.replay.clear()
                     async with aclosing(self._events(sub, positions)) as chunks:
                         async for text in chunks:
                             yield text.encode()
                 return  # the broadcast was closed, or access was revoked
-            except SubscriberLagged:
-                # The client reads too slowly: pick up where it is, from history if any.
+            except (SubscriberLagged, HistoryGap):
+                # The client reads too slowly, or retention dropped events before they
+                # were replayed: pick up where it is, from history if any.
                 requested, lagged = positions, True
-            except HistoryGap:
-                continue  # retention dropped events while the start was read: read it again
 
     async def _events(
         self, sub: Subscription, positions: dict[str, str]

@@ -1,16 +1,16 @@
 """Where an event stream starts: the client's position checked against the retained
-history, and the retained events to send before the live ones.
+history, and the retained events after it, read page by page.
 
-Whatever the client sends, the cost is bounded: per channel one history read of at
-most ``max_replay + 1`` events and one of a single event. Whether a position can be
-resumed is the core's bounded check (`HistoryGap`, ``ValueError``), never a read of
-the whole history.
+Whatever the client sends, the cost is bounded: whether a position can be resumed
+is the core's bounded check (`HistoryGap`, ``ValueError``), never a read of the
+whole history; the events after it are read and sent one page at a time (`pages`),
+so a response holds at most one page of them however far behind its client is.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 
 from ..events import Event
@@ -32,18 +32,10 @@ class Start:
     #: Per channel, the position the client is at: the id of the last event it has,
     #: ``""`` for "before every retained event".
     positions: dict[str, str] = field(default_factory=dict)
-    #: Retained events to send first (at most ``max_replay`` per channel).
-    replay: list[Event] = field(default_factory=list)
+    #: The channels whose retained events after their position are sent first.
+    resumed: list[str] = field(default_factory=list)
     #: Per reason, the channels whose requested position could not be resumed.
     lost: dict[str, list[str]] = field(default_factory=dict)
-
-    def since(self) -> dict[str, str]:
-        """The ``since=`` that subscribes right after ``replay``."""
-        last = dict(self.positions)
-        for event in self.replay:
-            if event.id is not None:
-                last[event.channel] = event.id
-        return {channel: position for channel, position in last.items() if position}
 
     def lose(self, channel: str, reason: str) -> None:
         """Record that ``channel`` could not be resumed, for ``reason``."""
@@ -55,53 +47,41 @@ async def plan(
     channels: tuple[str, ...],
     requested: Mapping[str, str] | None,
     *,
-    max_replay: int,
     lagged: bool,
 ) -> Start:
     """The `Start` of a stream of ``channels`` on a backend with history.
 
     ``requested`` holds the positions the client asked for (``None``: a new client,
     which starts at the newest event); a channel missing from it is lost. ``lagged``:
-    the stream is resuming after its subscriber overflowed, so every loss is reported
-    as ``lagged``.
+    the stream is resuming after it fell behind, so every loss is reported as
+    ``lagged``.
     """
     start = Start()
     for channel in channels:
         wanted = None if requested is None else requested.get(channel)
-        events: list[Event] = []
-        reason = UNKNOWN_ID
-        if wanted is not None:
-            events, problem = await _after(broadcast, channel, wanted, max_replay)
-            if problem is None:
-                start.positions[channel] = wanted
-                start.replay.extend(events)
-                continue
-            reason = problem
+        if wanted is not None and await _resumable(broadcast, channel, wanted):
+            start.positions[channel] = wanted
+            start.resumed.append(channel)
+            continue
         if requested is not None:
-            start.lose(channel, LAGGED if lagged else reason)
-        if not events:
-            events = await broadcast.ahistory(channel, limit=1)
-        start.positions[channel] = (events[-1].id or "") if events else ""
+            start.lose(channel, LAGGED if lagged else UNKNOWN_ID)
+        newest = await broadcast.ahistory(channel, limit=1)
+        start.positions[channel] = (newest[-1].id or "") if newest else ""
     return start
 
 
-async def _after(
-    broadcast: Broadcast, channel: str, position: str, max_replay: int
-) -> tuple[list[Event], str | None]:
-    """The retained events of ``channel`` after ``position`` (``""``: all of them) and
-    ``None``; or, when the stream cannot resume there, the reason and the newest
-    event if it was read."""
+async def _resumable(broadcast: Broadcast, channel: str, position: str) -> bool:
+    """Whether the stream can resume ``channel`` after ``position`` (``""``: from the
+    oldest retained event): an id of this backend, with nothing dropped after it and
+    not after every id issued."""
+    if not position:
+        return True
     try:
-        events = await broadcast.ahistory(channel, since=position or None, limit=max_replay + 1)
-        if position and not events:
-            newest = await broadcast.ahistory(channel, limit=1)
-            order = broadcast.hubs.current().id_order
-            if newest and newest[-1].id is not None and order(newest[-1].id) < order(position):
-                return newest, UNKNOWN_ID  # after every event: not an id this stream gave
+        await broadcast.hubs.current().check_resumable({channel: position})
     except BackendUnavailable:
         raise
     except (ValueError, HistoryGap):
-        return [], UNKNOWN_ID
+        return False
     except Exception as exc:  # an engine refusing the position must not end the stream
         logger.warning(
             "EventStreamResponse could not resume %r from the client's position (%s); "
@@ -109,7 +89,22 @@ async def _after(
             channel,
             type(exc).__name__,
         )
-        return [], UNKNOWN_ID
-    if len(events) > max_replay:
-        return events[-1:], LAGGED  # more waiting than one response replays
-    return events, None
+        return False
+    return True
+
+
+async def pages(
+    broadcast: Broadcast, channel: str, position: str, size: int
+) -> AsyncGenerator[list[Event], None]:
+    """The retained events of ``channel`` after ``position`` (``""``: all of them),
+    oldest first, in pages of at most ``size`` (>= 1) events; `HistoryGap` when
+    retention drops some of them before they are read."""
+    while True:
+        page = await broadcast.ahistory(
+            channel, since=position or None, limit=size, oldest_first=True
+        )
+        if page:
+            yield page
+            position = page[-1].id or position
+        if len(page) < size:
+            return

@@ -20,14 +20,14 @@ REVOKED: set[str] = set()
 
 
 async def stream(request: HttpRequest, alias: str, channels: str) -> StreamingHttpResponse:
-    """``/sse/<alias>/stream/<a,b,...>/?event_key=&keepalive=&retry=&deny=&max_replay=
+    """``/sse/<alias>/stream/<a,b,...>/?event_key=&keepalive=&retry=&deny=&replay_page=
     &byte_budget=&reauthorize_every=`` (absent ones are not passed)."""
     params = request.GET
     denied = set(params.getlist("deny"))
     numbers: dict[str, type[float] | type[int]] = {
         "keepalive": float,
         "retry": int,
-        "max_replay": int,
+        "replay_page": int,
         "byte_budget": int,
         "reauthorize_every": float,
     }
