@@ -36,7 +36,7 @@ wheels=()  # psycopg's binary wheel: no libpq needed on the host
 stamp="$venv/.installed"
 want="$extras $(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".[$extras]" "${wheels[@]}"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-compile -e ".[$extras]" "${wheels[@]}"
   echo "$want" >"$stamp"
 fi
 

@@ -266,3 +266,51 @@ def test_demo_default_is_the_memory_backend(
     run_chat(browser, host, host, tmp_path / "chat-memory.png")
     stop_all(servers)
     assert_clean_logs(servers)
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+def test_chat_fits_a_phone(browser: Browser, servers: list[DaphneServer], tmp_path: Path) -> None:
+    """At 390 px nothing scrolls sideways and Send is on screen. A newcomer has no
+    name: the room sees no join until they choose one, then sees it under that name,
+    and so does their own activity feed."""
+    env = project_env(DJANGO_SQLITE_PATH=str(tmp_path / "db.sqlite3"))
+    manage(env, "migrate", "--noinput")
+    host = start(servers, "phone", env, tmp_path)
+    room = f"{host.url}/chat/lobby/"
+    with ExitStack() as stack:
+        alice = Chat(browser, stack, "alice")
+        alice.open(room)
+        context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+        stack.callback(context.close)
+        phone = context.new_page()
+        for path in ("/", "/chat/lobby/"):
+            phone.goto(f"{host.url}{path}")
+            width = phone.evaluate("document.documentElement.scrollWidth")
+            assert width <= PHONE["width"], f"{path} is {width} px wide at {PHONE['width']} px"
+        expect(phone.locator("#socket-status")).to_have_attribute("data-state", "open")
+        expect(phone.locator("#feed-status")).to_have_attribute("data-state", "open")
+        expect(phone.locator("#author")).to_have_value("")
+        send = phone.get_by_role("button", name="Send")
+        expect(send).to_be_in_viewport(ratio=1)
+
+        alice.send("anyone here?")  # the phone's socket and feed are live by now
+        expect(phone.locator("#activity .feed-item", has_text="anyone here?")).to_have_count(1)
+        # Alice's feed shows her own join, and no one else's: the phone has no name yet.
+        expect(alice.activity("alice joined", kind="presence")).to_have_count(1)
+        expect(alice.activity("joined", kind="presence")).to_have_count(1)
+
+        phone.fill("#author", "dave")
+        phone.fill("#text", "Hi from a phone")
+        send.tap()
+        expect(phone.locator("#text")).to_have_value("")
+        expect(alice.message("Hi from a phone")).to_contain_text("dave")
+        expect(alice.activity("dave joined", kind="presence")).to_have_count(1)
+        joined = phone.locator('#activity .feed-item[data-kind="presence"]', has_text="dave joined")
+        expect(joined).to_have_count(1)
+        assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        phone.screenshot(path=str(ARTIFACTS / "chat-phone.png"))
+        assert not alice.errors, alice.errors
+    stop_all(servers)
+    assert_clean_logs(servers)

@@ -27,17 +27,20 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.close()
             return
         query = parse_qs(self.scope.get("query_string", b"").decode())
-        self.author = (query.get("name", [""])[0].strip() or "someone")[:MAX_NAME_LENGTH]
+        # No name yet: the page listens, and reconnects with a name once one is chosen.
+        self.author = query.get("name", [""])[0].strip()[:MAX_NAME_LENGTH]
         self.via = server_label(*(self.scope.get("server") or (None, None)))
         self.group = room_channel(self.room)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        await self._announce("joined")
+        if self.author:
+            await self._announce("joined")
 
     async def disconnect(self, code: int) -> None:
         if self.group is None:
             return
-        await self._announce("left")
+        if self.author:
+            await self._announce("left")
         await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def _announce(self, action: str) -> None:

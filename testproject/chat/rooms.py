@@ -51,6 +51,7 @@ def chat_presence(room: str, author: str, action: str, via: str) -> dict[str, An
     return {
         "type": "chat.presence",
         "room": room,
+        "uid": uuid.uuid4().hex,  # the page shows it once, from its socket or its feed
         "author": author,
         "action": action,
         "sent_at": timezone.now().isoformat(),

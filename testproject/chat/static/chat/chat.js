@@ -15,6 +15,7 @@
   const formError = document.getElementById("form-error");
   const template = document.getElementById("message-template");
   const shown = new Set(); // uids of the messages on the page: history and live never repeat
+  const announced = new Set(); // uids of the joins and leaves in the feed: socket or SSE, once
   const FEED_LIMIT = 100;
 
   // -- small helpers -----------------------------------------------------------
@@ -79,11 +80,16 @@
 
   // -- the WebSocket (Channels consumer in group chat.<room>) ------------------
 
+  // The consumer announces a join under the name in the URL; with no name yet the
+  // page only listens, and choosing a name reconnects so that the room sees who joined.
   let retry = 0;
+  let socket = null;
+  let socketName = "";
   function connectSocket() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const name = encodeURIComponent(author.value.trim());
-    const socket = new WebSocket(`${scheme}://${location.host}${page.dataset.socketPath}?name=${name}`);
+    socketName = author.value.trim();
+    const name = encodeURIComponent(socketName);
+    socket = new WebSocket(`${scheme}://${location.host}${page.dataset.socketPath}?name=${name}`);
     setStatus("socket-status", "connecting");
     socket.addEventListener("open", () => {
       retry = 0;
@@ -92,12 +98,24 @@
     socket.addEventListener("message", (event) => {
       const data = JSON.parse(event.data);
       if (data.type === "chat.message") addMessage(data, "socket");
+      // Your own join reaches your socket even before your feed is subscribed.
+      if (data.type === "chat.presence") addActivity(data, "", "socket");
     });
-    socket.addEventListener("close", () => {
+    socket.addEventListener("close", (event) => {
+      if (event.target !== socket) return; // replaced after a change of name
       setStatus("socket-status", "closed");
       const delay = Math.min(500 * 2 ** retry++, 10000);
       setTimeout(connectSocket, delay);
     });
+  }
+
+  function rename() {
+    const name = author.value.trim();
+    localStorage.setItem("chat.author", name);
+    if (name === socketName || !socket) return;
+    const old = socket;
+    connectSocket();
+    old.close();
   }
 
   // -- the activity feed (EventSource on the SSE view) -------------------------
@@ -123,11 +141,15 @@
     return line;
   }
 
-  function addActivity(data, id) {
+  function addActivity(data, id, source) {
+    if (data.type === "chat.presence" && data.uid) {
+      if (announced.has(data.uid)) return;
+      announced.add(data.uid);
+    }
     const item = document.createElement("li");
     item.className = "feed-item";
     item.dataset.kind = (data.type || "event").replace("chat.", "");
-    item.dataset.source = "sse";
+    item.dataset.source = source;
     const time = document.createElement("time");
     time.dateTime = data.sent_at || "";
     time.textContent = clock(data.sent_at, true);
@@ -161,19 +183,19 @@
       } catch {
         data = { text: event.data };
       }
-      addActivity(data, event.lastEventId);
+      addActivity(data, event.lastEventId, "sse");
     });
     // Sent when the stream could not resume where the browser left off.
     source.addEventListener("reset", () => {
-      addActivity({ type: "reset", author: "The feed", sent_at: new Date().toISOString() }, "");
+      const reset = { type: "reset", author: "The feed", sent_at: new Date().toISOString() };
+      addActivity(reset, "", "sse");
     });
   }
 
   // -- the form: fetch POST to the sync view -----------------------------------
 
-  author.value = localStorage.getItem("chat.author") || `guest-${Math.floor(1000 + Math.random() * 9000)}`;
-  author.addEventListener("change", () => localStorage.setItem("chat.author", author.value.trim()));
-  localStorage.setItem("chat.author", author.value);
+  author.value = localStorage.getItem("chat.author") || "";
+  author.addEventListener("change", rename);
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -200,5 +222,5 @@
 
   connectSocket();
   connectFeed();
-  text.focus();
+  (author.value ? text : author).focus();
 })();
