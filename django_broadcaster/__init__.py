@@ -2,6 +2,8 @@
 
 >>> from django_broadcaster import broadcast
 >>> broadcast.publish("chat.lobby", {"text": "hi"})
+
+Installed from PyPI as ``django-broadcast-bus``; imported as ``django_broadcaster``.
 """
 
 from .events import Event
@@ -18,6 +20,9 @@ from .front import Broadcast
 from .handler import broadcast, broadcasts
 from .subscription import Subscription
 
+# The one place the version is written: pyproject.toml reads it from here.
+__version__ = "0.1.0"
+
 __all__ = [
     "BackendUnavailable",
     "Broadcast",
@@ -29,6 +34,7 @@ __all__ = [
     "MessageTooLarge",
     "SubscriberLagged",
     "Subscription",
+    "__version__",
     "broadcast",
     "broadcasts",
 ]

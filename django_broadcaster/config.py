@@ -66,7 +66,7 @@ def import_backend(path: object) -> type[BaseBackend]:
             raise _error(
                 f"BACKEND {path!r} needs the {missing!r} package, which is not installed",
                 "E004",
-                f'pip install "django-broadcaster[{EXTRAS[missing]}]"',
+                f'pip install "django-broadcast-bus[{EXTRAS[missing]}]"',
             ) from exc
         raise _error(
             f"BACKEND {path!r} cannot be imported: {exc}",

@@ -83,5 +83,5 @@ def get_serializer(name: object) -> Serializer:
         raise ConfigError(
             f"SERIALIZER {name!r} needs the {exc.name} package, which is not installed",
             check_id="django_broadcaster.E004",
-            hint='pip install "django-broadcaster[msgpack]"',
+            hint='pip install "django-broadcast-bus[msgpack]"',
         ) from exc

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 # autodoc imports the app, so Django must be set up first (with the test
@@ -22,13 +21,12 @@ import django  # noqa: E402
 
 django.setup()
 
+import django_broadcaster  # noqa: E402
+
 project = "django-broadcaster"
 author = "django-broadcaster developers"
 copyright = "django-broadcaster developers"
-try:
-    release = version("django-broadcaster")
-except PackageNotFoundError:
-    release = "0.1.0"
+release = django_broadcaster.__version__  # written there alone
 version = ".".join(release.split(".")[:2])
 
 extensions = ["sphinx.ext.autodoc"]

@@ -247,7 +247,7 @@ def test_keys_without_cryptography_are_a_clear_error(without_cryptography: None)
     assert check_messages({"symmetric_encryption_keys": [KEY]}) == [
         "django_broadcaster.E010 CHANNEL_LAYERS['enc']['CONFIG']: symmetric_encryption_keys "
         "needs the 'cryptography' package, which is not installed | "
-        'pip install "django-broadcaster[crypto]"'
+        'pip install "django-broadcast-bus[crypto]"'
     ]
     with pytest.raises(ImproperlyConfigured, match="needs the 'cryptography' package"):
         BroadcastChannelLayer(symmetric_encryption_keys=[KEY])

@@ -130,7 +130,7 @@ def _encryption_problems(secrets: object) -> list[Problem]:
             Problem(
                 True,
                 f"{ENCRYPTION_KEY} needs the 'cryptography' package, which is not installed",
-                'pip install "django-broadcaster[crypto]"',
+                'pip install "django-broadcast-bus[crypto]"',
             )
         ]
     return []
