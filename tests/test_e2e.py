@@ -14,11 +14,16 @@ loopback; ``scripts/test.sh`` provides them. Writes ``artifacts/chat.png``.
 from __future__ import annotations
 
 import re
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
+import httpx
 import pytest
 from django.conf import settings
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
@@ -313,4 +318,60 @@ def test_chat_fits_a_phone(browser: Browser, servers: list[DaphneServer], tmp_pa
         phone.screenshot(path=str(ARTIFACTS / "chat-phone.png"))
         assert not alice.errors, alice.errors
     stop_all(servers)
+    assert_clean_logs(servers)
+
+
+def post_messages(url: str, stop: threading.Event) -> int:
+    """Post to the room's sync view until ``stop`` is set, as a page does (CSRF)."""
+    with httpx.Client(base_url=url, timeout=10) as client:
+        page = client.get("/chat/lobby/").text
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        assert token is not None, page
+        sent = 0
+        while not stop.is_set():
+            answer = client.post(
+                "/chat/lobby/messages/",
+                data={"author": "x", "text": f"m{sent}", "csrfmiddlewaretoken": token[1]},
+                headers={"Referer": f"{url}/"},
+            )
+            assert answer.status_code == 201, answer.text
+            sent += 1
+        return sent
+
+
+def leave_the_feed(host: DaphneServer, stay: float) -> None:
+    """Open the room's SSE feed, read its first bytes, stay a moment, close the socket."""
+    with socket.create_connection(("127.0.0.1", host.port), timeout=10) as conn:
+        conn.sendall(b"GET /chat/lobby/events/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert conn.recv(64).startswith(b"HTTP/1.1 200")
+        time.sleep(stay)
+
+
+def test_feeds_closed_while_events_flow_end_their_requests(
+    servers: list[DaphneServer], tmp_path: Path
+) -> None:
+    """Browsers leaving the activity feed while messages arrive: every request ends
+    (before the fix of CPython gh-86296's asyncio.wait_for in the subscription, some
+    read on until Daphne killed them: "took too long to shut down and was killed")."""
+    env = project_env(DJANGO_SQLITE_PATH=str(tmp_path / "db.sqlite3"))
+    manage(env, "migrate", "--noinput")
+    # Daphne kills a request still running 1 s after its client left, and logs it.
+    host = DaphneServer("feeds", env, tmp_path, ("--application-close-timeout", "1"))
+    servers.append(host)
+    host.start()
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=21) as pool:
+        poster = pool.submit(post_messages, host.url, stop)
+        clients = [pool.submit(leave_the_feed, host, 0.01 * (i % 20)) for i in range(120)]
+        for client in clients:
+            client.result()
+        stop.set()
+        assert poster.result() > 0
+    # Past the close timeout (Daphne checks every second), every request has ended
+    # or been killed; a request that ends just after its client left is not.
+    time.sleep(3)
+    stop_all(servers)
+    log = host.log()
+    assert "took too long to shut down" not in log, log
+    assert "Killed 0 pending application instances" in log, log
     assert_clean_logs(servers)

@@ -55,9 +55,12 @@ def manage(env: dict[str, str], *args: str) -> str:
 class DaphneServer:
     """``daphne testproject.asgi:application`` on a free port of 127.0.0.1."""
 
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self, name: str, env: dict[str, str], log_dir: Path, options: tuple[str, ...] = ()
+    ) -> None:
         self.name = name
         self.env = env
+        self.options = options  # more daphne command-line options
         self.log_path = log_dir / f"daphne-{name}.log"
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
@@ -80,7 +83,7 @@ class DaphneServer:
             daphne = Path(sys.executable).with_name("daphne")
             with self.log_path.open("wb") as log:
                 self.process = subprocess.Popen(
-                    [str(daphne), "--fd", str(fd), "testproject.asgi:application"],
+                    [str(daphne), "--fd", str(fd), *self.options, "testproject.asgi:application"],
                     cwd=TESTPROJECT,
                     env=self.env,
                     stdin=subprocess.DEVNULL,
