@@ -1,5 +1,7 @@
 """System checks: every ``BROADCAST_BACKENDS`` mistake is reported with an id and a hint.
 
+One run reports every problem of every alias, not just the first.
+
 =====================  ==================================================
 django_broadcaster.E001  BROADCAST_BACKENDS or an entry is not a dict
 django_broadcaster.E002  BACKEND missing or cannot be imported
@@ -20,7 +22,7 @@ from typing import Any
 
 from django.core.checks import CheckMessage, Error, register
 
-from .config import configured_backends, create_broadcast
+from .config import configured_backends, read_entry
 from .exceptions import ConfigError
 
 
@@ -40,10 +42,8 @@ def check_backends(
         return [_as_error(exc)]
     messages: list[CheckMessage] = []
     for alias, entry in backends.items():
-        try:
-            front = create_broadcast(alias, entry)
-        except ConfigError as exc:
-            messages.append(_as_error(exc))
-            continue
-        messages.extend(front.config.backend_class.deployment_checks(front.config, databases))
+        front, problems = read_entry(alias, entry)
+        messages.extend(_as_error(problem) for problem in problems)
+        if front is not None:
+            messages.extend(front.config.backend_class.deployment_checks(front.config, databases))
     return messages

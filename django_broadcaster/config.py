@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -13,6 +13,8 @@ from .exceptions import ConfigError
 from .front import Broadcast
 from .options import is_seconds, is_whole_number, option_error
 from .serializers import get_serializer
+
+T = TypeVar("T")
 
 DEFAULT_ALIAS = "default"
 MEMORY_BACKEND = "django_broadcaster.backends.memory.MemoryBackend"
@@ -84,58 +86,81 @@ def import_backend(path: object) -> type[BaseBackend]:
 def create_broadcast(alias: str, entry: object) -> Broadcast:
     """Validate one ``BROADCAST_BACKENDS`` entry and build its `Broadcast`.
 
-    Raises `ConfigError` (an ``ImproperlyConfigured``) naming what is wrong.
+    Raises the first of the entry's problems as a `ConfigError` (an
+    ``ImproperlyConfigured``) naming what is wrong; the system check
+    (`read_entry`) reports all of them.
     """
+    front, problems = read_entry(alias, entry)
+    if front is None:
+        raise problems[0]
+    return front
+
+
+def read_entry(alias: str, entry: object) -> tuple[Broadcast | None, list[ConfigError]]:
+    """One ``BROADCAST_BACKENDS`` entry: its `Broadcast`, or ``None`` and every problem
+    found (each a `ConfigError` naming the entry, with its check id and hint)."""
     where = f"BROADCAST_BACKENDS[{alias!r}]"
     if not isinstance(entry, dict):
-        raise _error(f"{where} must be a dict, not {type(entry).__name__}", "E001")
+        return None, [_error(f"{where} must be a dict, not {type(entry).__name__}", "E001")]
+    problems = _Problems(where)
     unknown = sorted(set(entry) - set(ENTRY_KEYS))
     if unknown:
-        raise _error(
-            f"{where} has unknown key(s): {', '.join(map(str, unknown))}",
-            "E005",
-            f"allowed keys: {', '.join(ENTRY_KEYS)}",
+        problems.add(
+            _error(
+                f"{where} has unknown key(s): {', '.join(map(str, unknown))}",
+                "E005",
+                f"allowed keys: {', '.join(ENTRY_KEYS)}",
+            )
         )
-    backend_class = import_backend(entry.get("BACKEND"))
+    backend_class = problems.attempt(lambda: import_backend(entry.get("BACKEND")))
     location = entry.get("LOCATION", "")
     if not isinstance(location, str):
-        raise _error(f"{where}['LOCATION'] must be a string, not {location!r}", "E007")
+        problems.add(_error(f"{where}['LOCATION'] must be a string, not {location!r}", "E007"))
     key_prefix = entry.get("KEY_PREFIX", "")
     if not isinstance(key_prefix, str):
-        raise _error(f"{where}['KEY_PREFIX'] must be a string, not {key_prefix!r}", "E005")
+        problems.add(_error(f"{where}['KEY_PREFIX'] must be a string, not {key_prefix!r}", "E005"))
     options = entry.get("OPTIONS", {})
     if not isinstance(options, dict):
-        raise _error(f"{where}['OPTIONS'] must be a dict, not {type(options).__name__}", "E006")
-    allowed = {**COMMON_OPTIONS, **backend_class.default_options}
+        problems.add(
+            _error(f"{where}['OPTIONS'] must be a dict, not {type(options).__name__}", "E006")
+        )
+        options = {}
+    allowed = {**COMMON_OPTIONS, **(backend_class.default_options if backend_class else {})}
     unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise _error(
-            f"{where}['OPTIONS'] has unknown key(s) for {backend_class.__name__}: "
-            f"{', '.join(map(str, unknown))}",
-            "E006",
-            f"allowed: {', '.join(sorted(allowed))}",
+    if backend_class is not None and unknown:
+        problems.add(
+            _error(
+                f"{where}['OPTIONS'] has unknown key(s) for {backend_class.__name__}: "
+                f"{', '.join(map(str, unknown))}",
+                "E006",
+                f"allowed: {', '.join(sorted(allowed))}",
+            )
         )
     common = {**COMMON_OPTIONS, **{k: v for k, v in options.items() if k in COMMON_OPTIONS}}
     max_queue, timeout = common["MAX_QUEUE"], common["TIMEOUT"]
     max_message_bytes = common["MAX_MESSAGE_BYTES"]
+    if not is_whole_number(max_queue, 1):
+        problems.add(option_error("MAX_QUEUE", "a whole number >= 1", max_queue))
+    if not is_seconds(timeout):
+        problems.add(option_error("TIMEOUT", "a number of seconds > 0", timeout))
+    if not is_whole_number(max_message_bytes, 1):
+        problems.add(
+            option_error("MAX_MESSAGE_BYTES", "a whole number of bytes >= 1", max_message_bytes)
+        )
+    signing_keys = problems.attempt(lambda: signing_keys_of(common["SIGNING_KEYS"]))
+    serializer = problems.attempt(lambda: get_serializer(common["SERIALIZER"]))
     backend_options = {k: v for k, v in options.items() if k not in COMMON_OPTIONS}
-    try:
-        if not is_whole_number(max_queue, 1):
-            raise option_error("MAX_QUEUE", "a whole number >= 1", max_queue)
-        if not is_seconds(timeout):
-            raise option_error("TIMEOUT", "a number of seconds > 0", timeout)
-        if not is_whole_number(max_message_bytes, 1):
-            raise option_error(
-                "MAX_MESSAGE_BYTES", "a whole number of bytes >= 1", max_message_bytes
-            )
-        signing_keys = signing_keys_of(common["SIGNING_KEYS"])
-        serializer = get_serializer(common["SERIALIZER"])
-        backend_class.check_location(location)
-        backend_class.check_options({**backend_class.default_options, **backend_options})
-    except ConfigError as exc:
-        raise exc.naming(where) from exc.__cause__
+    if backend_class is not None:
+        if isinstance(location, str):
+            problems.attempt(lambda: backend_class.check_location(location))
+        known = {k: v for k, v in backend_options.items() if k in allowed}
+        problems.attempt(
+            lambda: backend_class.check_options({**backend_class.default_options, **known})
+        )
+    if problems.errors or backend_class is None or signing_keys is None or serializer is None:
+        return None, problems.errors
     config = BackendConfig(alias, backend_class, location, backend_options, key_prefix)
-    return Broadcast(
+    front = Broadcast(
         config,
         serializer=serializer,
         max_queue=max_queue,
@@ -143,6 +168,28 @@ def create_broadcast(alias: str, entry: object) -> Broadcast:
         max_message_bytes=max_message_bytes,
         signing_keys=signing_keys,
     )
+    return front, []
+
+
+class _Problems:
+    """The problems found in one entry, each named with the entry (``where``)."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.errors: list[ConfigError] = []
+
+    def add(self, error: ConfigError) -> None:
+        named = error.naming(self.where)
+        named.__cause__ = error.__cause__
+        self.errors.append(named)
+
+    def attempt(self, check: Callable[[], T]) -> T | None:
+        """``check()``, or ``None`` with its `ConfigError` added."""
+        try:
+            return check()
+        except ConfigError as exc:
+            self.add(exc)
+            return None
 
 
 def signing_keys_of(value: object) -> tuple[bytes, ...]:

@@ -330,7 +330,7 @@ def test_tail_prints_any_message_safely(
 
 def test_publish_sends_json_when_it_parses_else_a_string(env: dict[str, str]) -> None:
     name = channel()
-    messages = ['{"a": {"b": [1, 2]}}', "hello world", "42", '"quoted"', "[1,", "null"]
+    messages = ['{"a": {"b": [1, 2]}}', "hello world", "42", '"quoted"', "True love", "null"]
     ids = [publish(env, name, message) for message in messages]
     ids.append(publish(env, name, "42", "--text"))
     result = run(env, "tail", name, "--history", "7", "--count", "7", "--json")
@@ -341,7 +341,7 @@ def test_publish_sends_json_when_it_parses_else_a_string(env: dict[str, str]) ->
         "hello world",
         42,
         "quoted",
-        "[1,",
+        "True love",
         None,
         "42",
     ]
@@ -413,6 +413,13 @@ def test_status_of_an_unreachable_backend(env_with_down: dict[str, str]) -> None
         (["publish", "chat", "x", "--using", "pg-query"], "ProgrammingError"),
         (["tail", "chat", "--using", "redis-db"], "ResponseError: DB index is out of range"),
         (["publish", "chat", "x", "--using", "redis-db"], "'redis-db' (RedisBackend"),
+        (["status", "pg-down"], "unreachable or misconfigured: pg-down"),
+        (["publish", "chat", '{"text": "oops",}'], "does not parse: Expecting property name"),
+        (["publish", "chat", "[1,\n2"], "at line 2 column 2; fix it, or pass --text"),
+        (
+            ["publish", "chat", "hello", "world"],
+            "one MESSAGE, got 2 words; quote it: 'hello world'",
+        ),
     ],
 )
 def test_bad_input_is_one_line_on_stderr(
@@ -453,6 +460,11 @@ def test_parse_message() -> None:
     assert parse_message("1.5") == 1.5
     assert parse_message("hello") == "hello"
     assert parse_message("") == ""
+    assert parse_message("hello world") == "hello world"
+    assert parse_message("True love") == "True love"
+    for looks_like_json in ('{"text": "oops",}', "[1,", '"open', "1.2.3", "-5x", "True", " NULL"):
+        with pytest.raises(CommandError, match="pass --text to send it as a string"):
+            parse_message(looks_like_json)
 
 
 def test_call_command_with_the_memory_backend(capsys: pytest.CaptureFixture[str]) -> None:

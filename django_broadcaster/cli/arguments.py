@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shlex
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,13 +13,36 @@ from django.core.management.base import CommandError
 
 from ..events import validate_channel_name
 
+#: Text that is meant as JSON: an object, array, string, number or literal
+#: (``True``, ``NULL``... included), however it is broken.
+_JSON_ATTEMPT = re.compile(r"\s*([{\[\"]|[-+]?\.?\d|(true|false|null)\s*$)", re.IGNORECASE)
+
 
 def parse_message(text: str) -> Any:
-    """``text`` as a JSON value when it parses, else the string itself."""
+    """``text`` as a JSON value when it parses, else the string itself.
+
+    Text that looks like JSON (it starts like an object, array, string, number
+    or ``true``/``false``/``null``) but does not parse is a `CommandError`, not
+    a string sent by mistake; ``--text`` sends it as a string.
+    """
     try:
         return json.loads(text)
-    except ValueError:
+    except json.JSONDecodeError as exc:
+        reason = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    except ValueError as exc:  # an integer too long to convert
+        reason = str(exc)
+    if not _JSON_ATTEMPT.match(text):
         return text
+    raise CommandError(
+        f"MESSAGE looks like JSON but does not parse: {reason}; "
+        "fix it, or pass --text to send it as a string"
+    )
+
+
+def extra_words_error(message: str, extra: Sequence[str]) -> CommandError:
+    """The error for ``publish CHANNEL hello world``: MESSAGE is one argument."""
+    whole = shlex.quote(" ".join([message, *extra]))
+    return CommandError(f"publish takes one MESSAGE, got {len(extra) + 1} words; quote it: {whole}")
 
 
 def parse_since(values: Sequence[str], channels: Sequence[str]) -> str | dict[str, str] | None:

@@ -31,6 +31,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django_broadcaster import Broadcast, Event, broadcasts
 from django_broadcaster.cli.arguments import (
     check_channel_name,
+    extra_words_error,
     parse_message,
     parse_since,
     whole_number,
@@ -115,10 +116,14 @@ class Command(BaseCommand):
             "publish",
             help="publish one message and print its event id",
             description="Publish MESSAGE on CHANNEL and print the event id. MESSAGE is "
-            "read as JSON when it parses, otherwise sent as a string.",
+            "read as JSON when it parses, otherwise sent as a string; text that looks like "
+            "JSON but does not parse is an error (--text sends it as a string).",
         )
         publish.add_argument("channel", metavar="CHANNEL")
         publish.add_argument("message", metavar="MESSAGE")
+        # Words after MESSAGE (an unquoted "hello world"): one clear error, not
+        # argparse's "unrecognized arguments" under the top-level usage.
+        publish.add_argument("extra_words", nargs="*", help=argparse.SUPPRESS)
         self._add_using(publish)
         publish.add_argument(
             "--text", action="store_true", help="send MESSAGE as a string even if it is JSON"
@@ -278,8 +283,17 @@ class Command(BaseCommand):
         )
 
     def publish(
-        self, *, channel: str, message: str, using: str, text: bool, **options: Any
+        self,
+        *,
+        channel: str,
+        message: str,
+        using: str,
+        text: bool,
+        extra_words: list[str] | None = None,
+        **options: Any,
     ) -> None:
+        if extra_words:
+            raise extra_words_error(message, extra_words)
         check_channel_name(channel)
         value = message if text else parse_message(message)
         front = self._front(using)
