@@ -154,9 +154,18 @@ def read_entry(alias: str, entry: object) -> tuple[Broadcast | None, list[Config
         if isinstance(location, str):
             problems.attempt(lambda: backend_class.check_location(location))
         known = {k: v for k, v in backend_options.items() if k in allowed}
-        problems.attempt(
-            lambda: backend_class.check_options({**backend_class.default_options, **known})
-        )
+        defaults = backend_class.default_options
+        found = len(problems.errors)
+        # Each option on its own first (check_options stops at its first problem),
+        # then, when each is fine alone, all of them together (combinations).
+        for key, value in known.items():
+            problems.attempt(
+                lambda key=key, value=value: backend_class.check_options(  # type: ignore[misc]
+                    {**defaults, key: value}
+                )
+            )
+        if len(problems.errors) == found:
+            problems.attempt(lambda: backend_class.check_options({**defaults, **known}))
     if problems.errors or backend_class is None or signing_keys is None or serializer is None:
         return None, problems.errors
     config = BackendConfig(alias, backend_class, location, backend_options, key_prefix)

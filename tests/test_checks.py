@@ -63,3 +63,24 @@ def test_first_use_raises_the_first_problem() -> None:
         pytest.raises(ImproperlyConfigured, match=first),
     ):
         broadcasts["default"]
+
+
+def test_every_bad_option_of_one_backend_is_reported_at_once() -> None:
+    """A backend's own check_options stops at its first problem; each option is
+    checked on its own, so all of them show in one run."""
+    streams = "django_broadcaster.backends.redis.RedisStreamBackend"
+    options = {"MAXLEN": 0, "IDLE_RETENTION": "a day", "CONNECTION_KWARGS": "x"}
+    errors = check_errors({"default": {"BACKEND": streams, "OPTIONS": options}})
+    texts = [error.msg for error in errors]
+    for name in ("'MAXLEN'", "'IDLE_RETENTION'", "CONNECTION_KWARGS"):
+        assert sum(name in text for text in texts) == 1, (name, texts)
+
+
+def test_options_wrong_only_together_are_still_reported() -> None:
+    postgres = "django_broadcaster.backends.postgres.PostgresBackend"
+    options = {"HISTORY_SIZE": None, "HISTORY_MAX_AGE": None}  # each fine alone
+    location = "postgresql://u@127.0.0.1/db"
+    errors = check_errors(
+        {"default": {"BACKEND": postgres, "LOCATION": location, "OPTIONS": options}}
+    )
+    assert [error.id for error in errors] == ["django_broadcaster.E006"], errors
