@@ -41,31 +41,10 @@ from .support.layer_consumers import (
     SyncRoomConsumer,
     app_for,
 )
+from .support.waiting import TIMEOUT, eventually, nothing_on, receive
 
-TIMEOUT = 10
 T = TypeVar("T")
 #: How long to wait before concluding that nothing arrives.
-QUIET = 0.4
-
-
-async def receive(layer: BroadcastChannelLayer, channel: str) -> dict[str, Any]:
-    return await asyncio.wait_for(layer.receive(channel), TIMEOUT)
-
-
-async def nothing_on(layer: BroadcastChannelLayer, channel: str) -> bool:
-    try:
-        message = await asyncio.wait_for(layer.receive(channel), QUIET)
-    except asyncio.TimeoutError:
-        return True
-    raise AssertionError(f"{channel} unexpectedly received {message}")
-
-
-async def eventually(condition: Any, timeout: float = TIMEOUT) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "condition never became true"
-        await asyncio.sleep(0.02)
 
 
 def upstream(bus: Broadcast) -> set[str]:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import psycopg
@@ -28,9 +28,8 @@ from django_broadcaster.layers import BroadcastChannelLayer
 from django_broadcaster.layers.checks import check_channel_layers
 
 from .support.backends import REDIS_URL, make_bus
+from .support.waiting import TIMEOUT, eventually, nothing_on, receive
 
-TIMEOUT = 10
-QUIET = 0.4
 KEY = "layer-secret-number-one-0123456"
 NEW_KEY = "layer-secret-number-two-0123456"
 WRONG_KEY = "not-the-layer-secret-0123456789"
@@ -54,26 +53,6 @@ async def fronts(backend_name: str, prefix: str) -> AsyncIterator[list[Broadcast
 
 def layer_on(front: Broadcast, *keys: str) -> BroadcastChannelLayer:
     return BroadcastChannelLayer(using=front, symmetric_encryption_keys=list(keys))
-
-
-async def receive(layer: BroadcastChannelLayer, channel: str) -> dict[str, Any]:
-    return await asyncio.wait_for(layer.receive(channel), TIMEOUT)
-
-
-async def nothing_on(layer: BroadcastChannelLayer, channel: str) -> bool:
-    try:
-        message = await asyncio.wait_for(layer.receive(channel), QUIET)
-    except asyncio.TimeoutError:
-        return True
-    raise AssertionError(f"{channel} unexpectedly received {message}")
-
-
-async def eventually(condition: Callable[[], bool]) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + TIMEOUT
-    while not condition():
-        assert loop.time() < deadline, "condition never became true"
-        await asyncio.sleep(0.02)
 
 
 async def exchange(a: BroadcastChannelLayer, b: BroadcastChannelLayer) -> None:

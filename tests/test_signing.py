@@ -9,10 +9,9 @@ events published by the app still arrive.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
@@ -29,8 +28,8 @@ from django_broadcaster.layers.loop_state import PROCESS_TOPIC, client_of
 from django_broadcaster.signing import MARK, Signer
 
 from .support.backends import REDIS_URL, make_bus
+from .support.waiting import TIMEOUT, eventually
 
-TIMEOUT = 10
 BACKENDS = ["memory", "redis", "redis-stream", "postgres"]
 HISTORY_BACKENDS = ["memory", "redis-stream", "postgres"]
 KEY = "current-signing-key-0123456789"
@@ -38,14 +37,6 @@ OLD_KEY = "previous-signing-key-012345678"
 WRONG_KEY = "somebody-elses-key-0123456789"
 #: In every forged payload: must never show up in the logs.
 SECRET = "FORGED-CONTENT-7f3a"
-
-
-async def eventually(condition: Callable[[], bool]) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + TIMEOUT
-    while not condition():
-        assert loop.time() < deadline, "condition never became true"
-        await asyncio.sleep(0.02)
 
 
 class Engine:
