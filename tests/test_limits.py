@@ -22,8 +22,9 @@ async def test_a_message_over_max_message_bytes_is_refused_before_sending(name: 
     bus = make_bus(name, OPTIONS={"MAX_MESSAGE_BYTES": 1000})
     try:
         async with bus.subscribe("big") as sub:
-            with pytest.raises(MessageTooLarge, match=r"MAX_MESSAGE_BYTES.*nothing was sent"):
+            with pytest.raises(MessageTooLarge, match=r"MAX_MESSAGE_BYTES.*nothing was sent") as e:
                 await bus.apublish("big", "x" * 1000)  # 1,002 bytes as JSON
+            assert isinstance(e.value, ValueError)  # as the docs promise
             await bus.apublish("big", "x" * 998)  # exactly 1,000 bytes
             assert len((await sub.get(TIMEOUT)).message) == 998
         assert bus.stats()["published"] == 1
