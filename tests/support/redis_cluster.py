@@ -85,9 +85,9 @@ class RedisCluster:
         for node in self.nodes:
             node.start()
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        create = ["--cluster", "create", *addresses, "--cluster-replicas", "1", "--cluster-yes"]
         subprocess.run(
-            ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "1"]
-            + ["--cluster-yes"],
+            ["redis-cli", *create],
             check=True,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -117,7 +117,7 @@ class RedisCluster:
     def masters(client: redis.Redis) -> dict[int, tuple[int, int]]:
         """Master port -> (first slot, last slot) of its first range, as ``client`` sees it."""
         masters: dict[int, tuple[int, int]] = {}
-        for start, end, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
+        for start, end, master, *_ in client.execute_command("CLUSTER", "SLOTS"):  # type: ignore[no-untyped-call]
             masters.setdefault(int(master[1]), (int(start), int(end)))
         return masters
 
@@ -125,7 +125,7 @@ class RedisCluster:
         """The node serving ``key``'s slot now."""
         with self.nodes[0].client() as client:
             slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
-            for start, end, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
+            for start, end, master, *_ in client.execute_command("CLUSTER", "SLOTS"):  # type: ignore[no-untyped-call]
                 if int(start) <= slot <= int(end):
                     return self.node(int(master[1]))
         raise LookupError(f"no node serves slot {slot}")
@@ -243,7 +243,7 @@ class RedisSentinels:
         def replicating() -> bool:
             with master.client() as client:
                 info = client.info("replication")
-                return info["role"] == "slave" and info["master_link_status"] == "up"
+                return bool(info["role"] == "slave" and info["master_link_status"] == "up")
 
         wait_for(replicating, f"the old master on port {master.port} did not become a replica")
 
