@@ -14,6 +14,7 @@ from .exceptions import (
     HistoryNotSupported,
     InvalidChannelName,
     MessageTooLarge,
+    QueuesNotSupported,
     SubscriberLagged,
 )
 from .front import Broadcast
@@ -32,6 +33,7 @@ __all__ = [
     "HistoryNotSupported",
     "InvalidChannelName",
     "MessageTooLarge",
+    "QueuesNotSupported",
     "SubscriberLagged",
     "Subscription",
     "__version__",

@@ -28,6 +28,20 @@ class HistoryNotSupported(BroadcastError):
         )
 
 
+class QueuesNotSupported(BroadcastError):
+    """The backend has no work queues, which the channel layer's normal channels need."""
+
+    @classmethod
+    def on(cls, alias: str, backend_class: type) -> QueuesNotSupported:
+        """The error for alias ``alias``, served by ``backend_class``."""
+        return cls(
+            f"broadcast backend {alias!r} ({backend_class.__name__}) has no work queues, so "
+            "the channel layer cannot send() to or receive() from a normal channel name on "
+            "it (groups and new_channel() names work); choose a backend with queues "
+            "(memory, Redis, Redis Streams, PostgreSQL)"
+        )
+
+
 class HistoryGap(BroadcastError):
     """``since=`` names a position from which the history no longer holds every later
     event (the oldest were dropped by retention): resuming there would skip some.

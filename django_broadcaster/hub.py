@@ -1,16 +1,13 @@
 """One event loop's link to one backend.
 
-The hub keeps a single upstream subscription per channel however many local
+The hub keeps one upstream subscription per channel however many local
 subscribers share it, decodes each incoming event once and hands it to every
-subscriber's bounded queue without awaiting any of them. It owns reconnection
-(with backoff, re-subscribing every channel from the last id it saw) and
-coalesces concurrent publishes into pipelined batches. It also owns what would
-otherwise be every backend's chore: resume positions (including the baseline
-of a channel that had no event yet) and healing connections after any
-connection error, a failed publish included.
-
-The hub knows its owner only through `HubSettings` and its subscribers only
-through the `Subscriber` protocol.
+subscriber's bounded queue without awaiting any of them. It coalesces
+concurrent publishes into pipelined batches, and owns what would otherwise be
+every backend's chore: resume positions (with the baseline of a channel that
+had no event yet) and healing connections after any connection error.
+It knows its owner only through `HubSettings`, its subscribers only through
+the `Subscriber` protocol.
 """
 
 from __future__ import annotations
@@ -107,8 +104,8 @@ class Hub:
         self._on_close = on_close
         self._signer = Signer(settings.signing_keys) if settings.signing_keys else None
         self._decoder = Decoder(settings.alias, settings.serializer, self._signer)
-        #: ``hub.decode(channel, payload, event_id)``: the `Event`, or ``None`` (logged
-        #: and counted) when the payload fails verification or does not decode.
+        #: ``hub.decode(channel, payload, event_id)``: the `Event`, or ``None`` (logged,
+        #: counted) when the payload fails verification or does not decode.
         self.decode = self._decoder.decode
         self._subscribers: dict[str, set[Subscriber]] = {}
         self._upstream: set[str] = set()
@@ -125,9 +122,8 @@ class Hub:
         #: ``await hub.publish(channel, payload)``: the event's id; concurrent publishes
         #: of this loop go out in batches (see `PublishBatcher`).
         self.publish = self._batcher.publish
-        # Closed by the loop itself when it shuts down (asyncio.run, asgiref,
-        # pytest-asyncio all call loop.shutdown_asyncgens()), so connections
-        # never outlive their loop and "Event loop is closed" cannot happen.
+        # Closed by loop.shutdown_asyncgens() (asyncio.run, asgiref, pytest-asyncio): no
+        # connection outlives its loop, so "Event loop is closed" cannot happen.
         self._lifetime = self._close_on_loop_shutdown()
 
     async def _close_on_loop_shutdown(self) -> AsyncIterator[None]:
@@ -357,10 +353,18 @@ class Hub:
 
     # -- publishing ----------------------------------------------------------
 
+    def sign(self, channel: str, payload: bytes) -> bytes:
+        """``payload`` as it travels on ``channel``: signed when ``SIGNING_KEYS`` are set."""
+        return payload if self._signer is None else self._signer.sign(channel, payload)
+
+    async def call(self, action: str, operation: Callable[[], Awaitable[T]]) -> T:
+        """Run backend ``operation`` (a work-queue call), healing connections as publish does."""
+        await self._start()
+        return await self._retrying(action, operation)
+
     async def _send(self, events: Sequence[tuple[str, bytes]]) -> list[str | Exception | None]:
         await self._start()
-        if self._signer is not None:
-            events = [(channel, self._signer.sign(channel, payload)) for channel, payload in events]
+        events = [(channel, self.sign(channel, payload)) for channel, payload in events]
         if len(events) == 1:
             result = await self._retrying("publish to", partial(self.backend.publish, *events[0]))
             results: list[str | Exception | None] = [result]

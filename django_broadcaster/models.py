@@ -13,6 +13,7 @@ from django.db.models.functions import Now
 #: Also spelled out in ``backends/postgres/statements.py``, which must not import models.
 HISTORY_TABLE = "django_broadcaster_event"
 PRUNED_TABLE = "django_broadcaster_pruned"
+QUEUE_TABLE = "django_broadcaster_queue"
 
 
 class HistoryEvent(models.Model):
@@ -48,3 +49,28 @@ class PrunedHistory(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} pruned up to #{self.last_id}"
+
+
+class QueuedMessage(models.Model):
+    """One message waiting in a work queue (a channel layer's normal channel name):
+    taken (deleted) by exactly one receiver, or dropped once past its deadline."""
+
+    id = models.BigAutoField(primary_key=True)
+    #: The engine-side queue name (``KEY_PREFIX`` folded in).
+    queue = models.CharField(max_length=255)
+    #: The encoded message.
+    payload = models.BinaryField()
+    deadline = models.DateTimeField()
+    #: Messages given back to the queue (receiver gone) go first: highest ``ahead``
+    #: first, then in ``id`` order.
+    ahead = models.BigIntegerField(db_default=0)
+
+    class Meta:
+        db_table = QUEUE_TABLE
+        indexes = [
+            models.Index(fields=["queue", "-ahead", "id"], name="django_broadcaster_queue_next")
+        ]
+        verbose_name = "queued channel layer message"
+
+    def __str__(self) -> str:
+        return f"{self.queue} #{self.id}"

@@ -211,12 +211,15 @@ async def test_send_capacity(layer: BroadcastChannelLayer) -> None:
     await layer.send(channel, {"type": "test.message"})
 
 
-async def test_unreceived_normal_channel_keeps_the_newest(layer: BroadcastChannelLayer) -> None:
-    # Nobody receives "elsewhere" in this process (a worker on another host might):
-    # the copy kept here for a later local receive() is bounded and never refuses.
-    for n in range(5):
+async def test_a_normal_channel_queues_until_a_receiver_comes(layer: BroadcastChannelLayer) -> None:
+    # Nobody receives "elsewhere" yet: the engine keeps the messages (up to capacity,
+    # then ChannelFull) for whoever receives later, in order.
+    for n in range(3):
         await layer.send("elsewhere", {"type": "job", "n": n})
-    assert [(await receive(layer, "elsewhere"))["n"] for _ in range(3)] == [2, 3, 4]
+    with pytest.raises(ChannelFull):
+        await layer.send("elsewhere", {"type": "job", "n": 3})
+    assert [(await receive(layer, "elsewhere"))["n"] for _ in range(3)] == [0, 1, 2]
+    assert await nothing_on(layer, "elsewhere")
 
 
 async def test_per_channel_capacity_with_globs_and_regexes(bus: Broadcast) -> None:
@@ -270,12 +273,18 @@ async def test_message_expiry(bus: Broadcast) -> None:
 
 
 async def test_expired_messages_are_dropped_even_if_never_read(bus: Broadcast) -> None:
-    layer = BroadcastChannelLayer(using=bus, expiry=0.2)
-    await layer.send("unread-1", {"type": "m"})
-    await layer.send("unread-2", {"type": "m"})
-    assert layer.status()["queued"] == 2
+    layer = BroadcastChannelLayer(using=bus, expiry=0.2, capacity=2)
+    channel = await layer.new_channel()
+    await layer.send(channel, {"type": "m"})
+    await layer.send("unread", {"type": "m"})
+    await layer.send("unread", {"type": "m"})
+    assert layer.status()["queued"] == 1
     await eventually(lambda: layer.status()["channels"] == 0)
     assert layer.status()["queued"] == 0
+    # The engine's queue dropped its expired messages too: room for two new ones.
+    await layer.send("unread", {"type": "new", "n": 1})
+    await layer.send("unread", {"type": "new", "n": 2})
+    assert (await receive(layer, "unread"))["n"] == 1
     await layer.close()
 
 

@@ -18,7 +18,8 @@ from django_broadcaster import Broadcast, InvalidChannelName
 from django_broadcaster.events import RESERVED_PREFIX, validate_channel_name
 from django_broadcaster.http import EventStreamResponse
 from django_broadcaster.layers import BroadcastChannelLayer
-from django_broadcaster.layers.loop_state import NORMAL_TOPIC, PROCESS_TOPIC, client_of
+from django_broadcaster.layers.feed import QUEUE_TOPIC
+from django_broadcaster.layers.loop_state import PROCESS_TOPIC, client_of
 
 from .support.backends import make_bus
 
@@ -41,7 +42,7 @@ async def test_the_layer_topics_cannot_be_used_through_the_public_api(bus: Broad
     layer = BroadcastChannelLayer(using=bus)
     try:
         channel = await layer.new_channel()
-        for topic in (PROCESS_TOPIC + client_of(channel), NORMAL_TOPIC + "jobs"):
+        for topic in (PROCESS_TOPIC + client_of(channel), QUEUE_TOPIC + "jobs"):
             with pytest.raises(InvalidChannelName, match=REFUSED):
                 bus.subscribe(topic)
             with pytest.raises(InvalidChannelName, match=REFUSED):

@@ -5,8 +5,9 @@ event loop. The hub above it (``django_broadcaster.hub``) owns fan-out,
 bounded queues, reconnection with backoff (after a failed publish too), resume
 positions and the replay seam, so a backend only moves bytes: connect, close,
 publish, subscribe, unsubscribe, receive the next raw events, and (optionally)
-read history. ``django_broadcaster.testing.conformance`` checks a backend
-against this contract.
+read history; and (optionally) keep work queues for the channel layer.
+``django_broadcaster.testing.conformance`` checks a backend against this
+contract.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from django.core.checks import CheckMessage
 
-from ..exceptions import ConfigError, HistoryNotSupported
+from ..exceptions import ConfigError, HistoryNotSupported, QueuesNotSupported
 from ..masking import mask_options, mask_password, redact
 from ..options import is_seconds, is_whole_number, option_error
 from .history import integer_id
@@ -72,6 +73,8 @@ class BaseBackend:
     """
 
     supports_history: ClassVar[bool] = False
+    #: Whether `enqueue`, `dequeue` and `restore` are implemented.
+    supports_queues: ClassVar[bool] = False
     default_options: ClassVar[Mapping[str, Any]] = {}
     connection_errors: ClassVar[tuple[type[BaseException], ...]] = (OSError,)
 
@@ -206,6 +209,36 @@ class BaseBackend:
         if not retained or retained[0].id is None or retained[-1].id is None:
             return True
         return self.id_order(retained[0].id) <= order <= self.id_order(retained[-1].id)
+
+    # -- work queues (optional: the channel layer's normal channel names) -----
+
+    async def enqueue(
+        self, queue: str, payload: bytes, *, capacity: int, expiry: float, wake: bytes
+    ) -> bool:
+        """Append ``payload`` to work queue ``queue``, expiring ``expiry`` seconds from
+        now; return ``False`` (nothing queued) when the queue already holds ``capacity``
+        unexpired messages. Then publish ``wake`` on channel ``queue`` (the same name),
+        so receivers subscribed to it look for work: a spurious wake-up is harmless,
+        a missing one delays the message until a receiver looks anyway.
+
+        The queue lives in the engine, shared by every process: each message goes to
+        exactly one `dequeue` caller, whichever process it runs in."""
+        raise QueuesNotSupported.on(self.alias, type(self))
+
+    async def dequeue(self, queue: str, count: int) -> list[bytes]:
+        """Remove and return up to ``count`` of the oldest unexpired messages of
+        ``queue``, oldest first (``[]`` when there is none), without waiting. Atomic in
+        the engine: no message is ever returned twice, to this process or another."""
+        raise QueuesNotSupported.on(self.alias, type(self))
+
+    async def restore(
+        self, queue: str, payloads: Sequence[bytes], *, expiry: float, wake: bytes
+    ) -> None:
+        """Put ``payloads`` (taken by `dequeue`, oldest first) back at the head of
+        ``queue`` in that order, whatever its capacity, each expiring ``expiry``
+        seconds from now, and publish ``wake`` on channel ``queue``: a receiver that
+        was handed them went away before using them."""
+        raise QueuesNotSupported.on(self.alias, type(self))
 
     def id_order(self, event_id: str) -> tuple[int, ...]:
         """A sortable key for an event id; ids are ``"N"`` or ``"N-M"`` integers by default.

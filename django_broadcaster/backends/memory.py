@@ -6,6 +6,7 @@ each channel keeps a bounded ring of its last ``HISTORY_SIZE`` events, and
 remembers the newest event it dropped, so ``retains()`` is exact (and, from the
 store's id counter, refuses positions no event had yet). Rings of
 channels without a publish for ``IDLE_RETENTION`` seconds are dropped.
+Work queues (the channel layer's normal channels) are per store too.
 """
 
 from __future__ import annotations
@@ -47,6 +48,17 @@ class _Store:
         #: may have lost every event up to it.
         self.swept = 0
         self.subscribers: dict[str, set[MemoryBackend]] = {}
+        #: Work queues: ``(deadline, payload)`` pairs, oldest first.
+        self.queues: dict[str, deque[tuple[float, bytes]]] = {}
+
+    def live_queue(self, key: str, now: float) -> deque[tuple[float, bytes]]:
+        """Queue ``key`` without its expired messages; call with ``lock`` held."""
+        queue = self.queues.get(key)
+        if queue is None:
+            queue = self.queues[key] = deque()
+        while queue and queue[0][0] <= now:
+            queue.popleft()
+        return queue
 
     def sweep(self, before: float) -> None:
         """Drop the rings last published to before ``before``; call with ``lock`` held."""
@@ -91,6 +103,7 @@ class MemoryBackend(BaseBackend):
     dropped after ``OPTIONS["IDLE_RETENTION"]`` seconds without a publish."""
 
     supports_history = True
+    supports_queues = True
     default_options: ClassVar[Mapping[str, Any]] = {
         "HISTORY_SIZE": 1000,
         "IDLE_RETENTION": IDLE_RETENTION,
@@ -213,6 +226,37 @@ class MemoryBackend(BaseBackend):
         events = list(self._inbox)
         self._inbox.clear()
         return events
+
+    async def enqueue(
+        self, queue: str, payload: bytes, *, capacity: int, expiry: float, wake: bytes
+    ) -> bool:
+        now = time.monotonic()
+        with self._store.lock:
+            items = self._store.live_queue(self.wire_name(queue), now)
+            if len(items) >= capacity:
+                return False
+            items.append((now + expiry, payload))
+        await self.publish(queue, wake)
+        return True
+
+    async def dequeue(self, queue: str, count: int) -> list[bytes]:
+        key = self.wire_name(queue)
+        store = self._store
+        with store.lock:
+            items = store.live_queue(key, time.monotonic())
+            taken = [items.popleft()[1] for _ in range(min(count, len(items)))]
+            if not items:
+                del store.queues[key]
+        return taken
+
+    async def restore(
+        self, queue: str, payloads: Sequence[bytes], *, expiry: float, wake: bytes
+    ) -> None:
+        deadline = time.monotonic() + expiry
+        with self._store.lock:
+            items = self._store.live_queue(self.wire_name(queue), 0.0)
+            items.extendleft((deadline, payload) for payload in reversed(payloads))
+        await self.publish(queue, wake)
 
     async def history(
         self, channel: str, since: str | None, limit: int | None

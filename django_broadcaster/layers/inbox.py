@@ -39,17 +39,11 @@ class Inbox:
         self.groups: set[str] = set()
         #: A process-specific channel of this loop (made by its new_channel()).
         self.own = own
-        #: A normal channel received on here: subscribed to its broadcast channel.
+        #: A normal channel received on here: it has a `Feed` from its work queue.
         self.claimed = False
         #: Its last receive() was cancelled (the consumer probably went away).
         self.abandoned = False
         self.last_active = now
-
-    @property
-    def strict(self) -> bool:
-        """Whether a full queue refuses messages (`ChannelFull`); otherwise it drops
-        its oldest: a normal channel nobody here receives on only keeps a bounded copy."""
-        return self.own or self.claimed or bool(self.groups)
 
     def purge(self, now: float) -> int:
         """Drop the messages whose deadline has passed; how many were dropped."""
@@ -65,9 +59,7 @@ class Inbox:
         if len(self.messages) >= self.capacity:
             self.purge(now)
             if len(self.messages) >= self.capacity:
-                if self.strict:
-                    return False
-                self.messages.popleft()
+                return False
         self.messages.append((deadline, message))
         self.wake()
         return True

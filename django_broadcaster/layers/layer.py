@@ -16,16 +16,19 @@ import warnings
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 from django.core.exceptions import ImproperlyConfigured
 
 from .. import loops
+from ..exceptions import QueuesNotSupported
 from ..front import Broadcast
 from ..handler import broadcasts
+from . import feed
 from .checks import config_problems
 from .codec import Codec
 from .inbox import Message
-from .loop_state import NORMAL_TOPIC, PROCESS_TOPIC, LoopLayer, client_of
+from .loop_state import PROCESS_TOPIC, LoopLayer, client_of
 
 
 class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
@@ -131,7 +134,9 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         return name
 
     async def send(self, channel: str, message: Message) -> None:
-        """Send ``message`` to ``channel``; `ChannelFull` if its queue here is full."""
+        """Send ``message`` to ``channel``; `ChannelFull` if its queue is full (a normal
+        channel's queue is shared by every process; a process-specific channel's is
+        checked where it lives: in this process only)."""
         self._check_message(message)
         self.require_valid_channel_name(channel)
         await loops.on_lasting_loop(self._send(channel, message))
@@ -150,10 +155,16 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
             envelope = {"op": "send", "to": channel, "message": message}
             await state.publish(PROCESS_TOPIC + client, envelope)
             return
-        copied = state.codec.copy(message)
-        inbox = state.open_inbox(channel, own=False)
-        state.send_local(inbox, copied)  # drops the oldest instead when nobody receives here
-        await state.publish(NORMAL_TOPIC + channel, {"from": state.client, "message": message})
+        self._require_queues(state)
+        capacity = self.get_capacity(channel)
+        if not await feed.send(state.front, state.codec, channel, message, capacity, self.expiry):
+            raise ChannelFull(channel)
+
+    def _require_queues(self, state: LoopLayer) -> None:
+        """`QueuesNotSupported` unless the backend keeps work queues (normal channels)."""
+        config = state.front.config
+        if not config.backend_class.supports_queues:
+            raise QueuesNotSupported.on(config.alias, config.backend_class)
 
     async def receive(self, channel: str) -> Message:
         """The next message on ``channel``, waiting for one."""
@@ -173,6 +184,7 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
                 return await loops.run_on(owner.loop, self._receive(channel))
             inbox = state.open_inbox(channel, own=True)
         else:
+            self._require_queues(state)
             inbox = state.open_inbox(channel, own=False)
             if not inbox.claimed:
                 inbox = await state.claim(inbox)

@@ -3,8 +3,10 @@
 It holds that loop's channel queues (`Inbox`), group memberships and broadcast
 subscriptions (`Sink`): one subscription per group however many local channels
 joined it, with the fan-out to their queues done synchronously in the hub's
-reader (no task or queue per member). A housekeeping timer expires messages and
-memberships and releases channels that went idle.
+reader (no task or queue per member); and the `Feed` of each normal channel
+received on here, which takes messages from its work queue in the engine. A
+housekeeping timer expires messages and memberships and releases channels that
+went idle.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from channels.exceptions import ChannelFull
 from ..events import RESERVED_PREFIX, Event
 from ..front import Broadcast
 from .codec import Codec
+from .feed import QUEUE_TOPIC, Feed
 from .inbox import Inbox, Message
 from .sink import Handler, Sink
 
@@ -31,8 +34,6 @@ logger = logging.getLogger("django_broadcaster.layers")
 # API refuses their names, so no caller-chosen channel name reaches them.
 #: The broadcast channel of one layer's process-specific channels on one loop: + client.
 PROCESS_TOPIC = RESERVED_PREFIX + "layer:p:"
-#: The broadcast channel of a normal channel: + its name.
-NORMAL_TOPIC = RESERVED_PREFIX + "layer:c:"
 
 
 class LayerClosed(RuntimeError):
@@ -74,6 +75,8 @@ class LoopLayer:
         self.inboxes: dict[str, Inbox] = {}
         self.groups: dict[str, dict[Inbox, float]] = {}
         self.sinks: dict[str, Sink] = {}
+        #: The feeds of the normal channels received on here, by channel name.
+        self.feeds: dict[str, Feed] = {}
         #: Inboxes without a pending receive(): the only ones the sweep looks at.
         self.idle: set[Inbox] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -91,8 +94,8 @@ class LoopLayer:
         """What handles the events of broadcast channel ``topic``."""
         if topic == self.process_topic:
             return self.on_process_event
-        if topic.startswith(NORMAL_TOPIC):
-            return self.on_normal_event
+        if topic.startswith(QUEUE_TOPIC):
+            return self.on_queue_event
         return self.on_group_event
 
     def open_sink(self, topic: str) -> Sink:
@@ -139,7 +142,7 @@ class LoopLayer:
         """Subscribe again to everything wanted here (after `sink_ended`)."""
         self.stale = False
         wanted = set(self.groups)
-        wanted.update(NORMAL_TOPIC + inbox.name for inbox in self.inboxes.values() if inbox.claimed)
+        wanted.update(QUEUE_TOPIC + name for name in self.feeds)
         if self.wants_process_topic:
             wanted.add(self.process_topic)
         for topic in wanted:
@@ -199,14 +202,11 @@ class LoopLayer:
         elif op == "group_discard" and isinstance(group, str) and name in self.inboxes:
             self.spawn(self.leave(group, self.inboxes[name]))
 
-    def on_normal_event(self, topic: str, event: Event) -> None:
-        """Queue a message another loop or process sent to a normal channel."""
-        envelope = self.codec.decode(event)
-        if not isinstance(envelope, dict) or envelope.get("from") == self.client:
-            return  # ours: queued here when it was sent
-        inbox = self.inboxes.get(topic[len(NORMAL_TOPIC) :])
-        if inbox is not None:
-            self.deliver(inbox, envelope.get("message"))
+    def on_queue_event(self, topic: str, event: Event) -> None:
+        """A normal channel's work queue got a message: its feed looks."""
+        feed = self.feeds.get(topic[len(QUEUE_TOPIC) :])
+        if feed is not None:
+            feed.poke()
 
     def deliver(self, inbox: Inbox, message: object) -> bool:
         """Queue an incoming ``message``; ``False`` (counted, logged) when dropped."""
@@ -253,6 +253,9 @@ class LoopLayer:
                 inbox.waiters.append(waiter)
                 inbox.abandoned = False
                 self.idle.discard(inbox)
+                feed = self.feeds.get(inbox.name)
+                if feed is not None:
+                    feed.start()
                 try:
                     await waiter
                 except asyncio.CancelledError:
@@ -268,13 +271,27 @@ class LoopLayer:
                 inbox.last_active = time.monotonic()
                 if self.inboxes.get(inbox.name) is inbox:
                     self.idle.add(inbox)
+                feed = self.feeds.get(inbox.name)
+                if feed is not None:  # what was fetched for receivers that left goes back
+                    feed.give_back_soon()
 
     async def claim(self, inbox: Inbox) -> Inbox:
-        """Receive ``inbox``'s normal channel here: subscribe to its broadcast channel."""
-        await self.subscribe(NORMAL_TOPIC + inbox.name)
+        """Receive ``inbox``'s normal channel here: subscribe to its work queue's
+        wake-ups, then start its `Feed`."""
+        await self.subscribe(QUEUE_TOPIC + inbox.name)
         inbox = self.open_inbox(inbox.name, own=False)
+        if inbox.name not in self.feeds:
+            self.feeds[inbox.name] = Feed(self.front, self.codec, inbox, self.limits.expiry)
         inbox.claimed = True
         return inbox
+
+    def unclaim(self, inbox: Inbox) -> None:
+        """Stop receiving ``inbox``'s normal channel here (in the background)."""
+        inbox.claimed = False
+        self.unsubscribe_soon(QUEUE_TOPIC + inbox.name)
+        feed = self.feeds.pop(inbox.name, None)
+        if feed is not None:
+            self.spawn(feed.close())
 
     # -- groups ------------------------------------------------------------------
 
@@ -314,8 +331,7 @@ class LoopLayer:
                     self.unsubscribe_soon(group)
         inbox.groups.clear()
         if inbox.claimed:
-            inbox.claimed = False
-            self.unsubscribe_soon(NORMAL_TOPIC + inbox.name)
+            self.unclaim(inbox)
 
     # -- housekeeping ------------------------------------------------------------
 
@@ -342,8 +358,7 @@ class LoopLayer:
             if inbox.abandoned or not (inbox.groups or inbox.messages):
                 self.forget(inbox)
             elif inbox.claimed:
-                inbox.claimed = False
-                self.unsubscribe_soon(NORMAL_TOPIC + inbox.name)
+                self.unclaim(inbox)
         if now >= self.next_group_scan:
             group_expiry = self.limits.group_expiry
             self.next_group_scan = now + min(max(group_expiry / 4, 0.01), 60.0)
@@ -368,10 +383,11 @@ class LoopLayer:
         for inbox in list(self.inboxes.values()):
             inbox.messages.clear()
             if not inbox.waiters:
-                inbox.claimed = False
+                if inbox.claimed:
+                    self.unclaim(inbox)
                 del self.inboxes[inbox.name]
                 self.idle.discard(inbox)
-        wanted = {NORMAL_TOPIC + i.name for i in self.inboxes.values() if i.claimed}
+        wanted = {QUEUE_TOPIC + name for name in self.feeds}
         if self.wants_process_topic:
             wanted.add(self.process_topic)
         for topic in [t for t in self.sinks if t not in wanted]:
@@ -395,6 +411,10 @@ class LoopLayer:
                 if not waiter.done():
                     waiter.set_exception(LayerClosed("the channel layer was closed"))
             inbox.waiters.clear()
+        feeds, self.feeds = list(self.feeds.values()), {}
+        for feed in feeds:
+            await feed.close()
+            await feed.give_back()
         self.inboxes.clear()
         self.idle.clear()
         self.groups.clear()

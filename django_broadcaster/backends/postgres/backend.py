@@ -12,7 +12,7 @@ import psycopg
 from django.core.checks import CheckMessage
 
 from ..base import BackendConfig, BaseBackend, RawEvent
-from . import configuration, deployment, statements
+from . import configuration, deployment, queues, statements
 from .connections import Connection, Connector, shut
 from .envelope import event_number
 from .listener import Listener
@@ -35,6 +35,7 @@ class PostgresBackend(BaseBackend):
     """
 
     supports_history = True
+    supports_queues = True
     default_options: ClassVar[Mapping[str, Any]] = {
         "HISTORY_SIZE": 1000,
         "HISTORY_MAX_AGE": 86400,
@@ -175,6 +176,47 @@ class PostgresBackend(BaseBackend):
             raise psycopg.DataError(f"published {len(events)} events, got {len(rows)} ids")
         self._retention.published({n.wire for n in names}, len(events), self.prune)
         return [str(row[0]) for row in rows]
+
+    # -- work queues (see `queues`) -------------------------------------------
+
+    async def enqueue(
+        self, queue: str, payload: bytes, *, capacity: int, expiry: float, wake: bytes
+    ) -> bool:
+        names = self._names(queue)
+        conn = self._publisher()
+        params = {
+            "key": names.lock_key,
+            "queue": names.wire,
+            "payload": payload,
+            "capacity": capacity,
+            "expiry": float(expiry),
+            "wake": wake,
+            "notify": names.notify,
+        }
+        async with self._connector.errors():
+            cursor = await conn.execute(queues.ENQUEUE, params)
+            queued = await cursor.fetchone() is not None
+        if queued:
+            self._retention.published((names.wire,), 1, self.prune)
+        return queued
+
+    async def dequeue(self, queue: str, count: int) -> list[bytes]:
+        conn = self._publisher()
+        params = {"queue": self.wire_name(queue), "count": count}
+        async with self._connector.errors():
+            cursor = await conn.execute(queues.DEQUEUE, params)
+            rows = await cursor.fetchall()
+        rows.sort(key=lambda row: (-row[0], row[1]))
+        return [bytes(payload) for _, _, payload in rows]
+
+    async def restore(
+        self, queue: str, payloads: Sequence[bytes], *, expiry: float, wake: bytes
+    ) -> None:
+        conn = self._publisher()
+        params = {"queue": self.wire_name(queue), "payloads": list(payloads), "expiry": expiry}
+        async with self._connector.errors():
+            await conn.execute(queues.RESTORE, params)
+        await self.publish(queue, wake)
 
     async def prune(self) -> None:
         """Delete what retention no longer keeps: beyond ``HISTORY_SIZE`` on the channels

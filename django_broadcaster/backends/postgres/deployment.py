@@ -1,6 +1,6 @@
 """Whether the backend's tables exist: system check ``E008``, and the same error at run time.
 
-``manage.py migrate`` creates the history table and the pruned table; until it
+``manage.py migrate`` creates the history, pruned and queue tables; until it
 ran against the backend's database, ``check --database`` reports a missing one
 and publishing, subscribing or reading history raise a `ConfigError` naming
 the command, instead of a bare ``UndefinedTable``.
@@ -19,16 +19,17 @@ from ...exceptions import ConfigError
 from ...masking import mask_password
 from ..base import BackendConfig
 from .configuration import is_url
+from .queues import QUEUE_TABLE
 from .statements import HISTORY_TABLE, PRUNED_TABLE
 
 #: The tables ``migrate`` creates for the backend.
-TABLES = (HISTORY_TABLE, PRUNED_TABLE)
+TABLES = (HISTORY_TABLE, PRUNED_TABLE, QUEUE_TABLE)
 
 MISSING_TABLE_ID = "django_broadcaster.E008"
 
 
 def deployment_checks(config: BackendConfig, databases: Sequence[str] | None) -> list[CheckMessage]:
-    """``E008`` when the history table or the pruned table is missing.
+    """``E008`` when one of the backend's `TABLES` is missing.
 
     Like Django's database checks this queries only when the check run names
     databases (``check --database``, ``migrate``, the test runner): for an

@@ -6,7 +6,8 @@ themselves are deleted lazily, by the backend instances that publish: every
 seconds, whichever comes first, it trims the channels it published to (down
 to ``HISTORY_SIZE``) and every channel's rows past ``HISTORY_MAX_AGE``. The
 same statements record each channel's highest deleted id in the pruned table,
-which `PostgresBackend.retains` reads.
+which `PostgresBackend.retains` reads. Work-queue messages past their deadline
+go at the same time.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import asyncio
 from collections.abc import Callable, Collection, Coroutine
 from typing import Any
 
-from . import statements
+from . import queues, statements
 from .connections import Connection
 
 #: Trim history after this many events published by one backend instance ...
@@ -60,7 +61,8 @@ class Retention:
 
     async def prune(self, conn: Connection) -> None:
         """Delete, on ``conn``, rows beyond ``HISTORY_SIZE`` on the channels published
-        to since the last prune, and rows older than ``HISTORY_MAX_AGE`` on every channel."""
+        to since the last prune, rows older than ``HISTORY_MAX_AGE`` on every channel,
+        and expired work-queue messages."""
         channels, self._channels = sorted(self._channels), set()
         self._unpruned = 0
         if self.size is not None:
@@ -69,6 +71,7 @@ class Retention:
                     statements.PRUNE_SIZE,
                     {"keep": self.size, "channels": channels[start : start + _SIZE_CHUNK]},
                 )
+        await conn.execute(queues.PRUNE_EXPIRED, {"batch": PRUNE_BATCH})
         if self.max_age is not None:
             age = {"age": float(self.max_age), "batch": PRUNE_BATCH}
             cursor = await conn.execute(statements.OLDEST_EXPIRED, age)

@@ -18,6 +18,7 @@ from redis.exceptions import ResponseError
 
 from ..base import BackendConfig, RawEvent
 from .connection import ConnectionClosed, RedisBackendBase, discard
+from .queues import RedisQueues
 from .wire import key_error
 
 
@@ -80,7 +81,7 @@ class _Link:
                     future.set_exception(error)
 
 
-class RedisBackend(RedisBackendBase):
+class RedisBackend(RedisQueues, RedisBackendBase):
     """Redis pub/sub: one connection carries every channel; no history (at-most-once)."""
 
     supports_history = False
@@ -124,6 +125,9 @@ class RedisBackend(RedisBackendBase):
         if isinstance(result, Exception):
             raise result
         return None
+
+    def wake_commands(self, queue: str, wake: bytes, ttl_ms: int) -> list[tuple[Any, ...]]:
+        return [("PUBLISH", self.wire_name(queue), wake)]
 
     async def publish_many(
         self, events: Sequence[tuple[str, bytes]]

@@ -26,6 +26,7 @@ from ..history import IDLE_RETENTION, check_idle_retention
 from . import stream_ids
 from .connection import ConnectionClosed, RedisBackendBase, discard
 from .publishing import FIELD, StreamPublisher
+from .queues import RedisQueues
 from .wire import key_error, raise_errors, text
 
 logger = logging.getLogger("django_broadcaster")
@@ -43,7 +44,7 @@ XREAD_GRACE = 5.0
 HISTORY_PAGE = 1000
 
 
-class RedisStreamBackend(RedisBackendBase):
+class RedisStreamBackend(RedisQueues, RedisBackendBase):
     """Redis Streams: history and resume from stream ids, bounded by ``MAXLEN``."""
 
     supports_history = True
@@ -128,6 +129,11 @@ class RedisStreamBackend(RedisBackendBase):
         if isinstance(result, Exception):
             raise result
         return result
+
+    def wake_commands(self, queue: str, wake: bytes, ttl_ms: int) -> list[tuple[Any, ...]]:
+        # A wake-up stream needs no past: one entry, gone with the queue.
+        key = self.wire_name(queue)
+        return [("XADD", key, "MAXLEN", "1", "*", FIELD, wake), ("PEXPIRE", key, ttl_ms)]
 
     async def publish_many(
         self, events: Sequence[tuple[str, bytes]]

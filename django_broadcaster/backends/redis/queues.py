@@ -1,0 +1,107 @@
+"""Work queues on Redis, for both Redis backends: one list per queue.
+
+A queue ``Q`` is the list ``<wire name of Q>|queue`` (``|`` cannot occur in a
+channel name, so no channel's key collides with it). Each item is the
+message's deadline (16 digits, milliseconds since the epoch) followed by the
+payload. Sending runs `ENQUEUE`, a script that drops the expired items at the
+head, refuses a full queue and appends; the wake-up is published on channel
+``Q`` in the same round trip. Taking is ``LPOP key count`` (Redis 6.2): atomic,
+so no item reaches two receivers; expired items are dropped by the taker.
+Every push sets the key's time to live to the queue's expiry: a queue nobody
+sends to any more is gone with its last message.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .connection import RedisConnections
+from .wire import raise_errors
+
+#: The suffix of a queue's list key.
+QUEUE_SUFFIX = "|queue"
+#: Digits of the deadline at the head of every item.
+DEADLINE_DIGITS = 16
+
+#: KEYS[1] the list; ARGV: now (ms), capacity, the item, time to live (ms).
+#: Returns 1 when the item was appended, 0 when the queue was full.
+ENQUEUE = f"""
+local now = tonumber(ARGV[1])
+while true do
+  local head = redis.call('LINDEX', KEYS[1], 0)
+  if not head or tonumber(string.sub(head, 1, {DEADLINE_DIGITS})) > now then break end
+  redis.call('LPOP', KEYS[1])
+end
+if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('RPUSH', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+
+
+def _item(payload: bytes, deadline_ms: int) -> bytes:
+    return b"%0*d" % (DEADLINE_DIGITS, deadline_ms) + payload
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
+class RedisQueues:
+    """The work-queue methods of the backend contract, mixed into both Redis backends,
+    which provide `connections`, ``wire_name`` and `wake_commands`: the commands
+    publishing ``wake`` on channel ``queue`` (none needing a script loaded),
+    whatever they store expiring after ``ttl_ms``."""
+
+    supports_queues = True
+    connections: RedisConnections
+    wire_name: Callable[[str], str]
+    wake_commands: Callable[[str, bytes, int], list[tuple[Any, ...]]]
+
+    async def enqueue(
+        self, queue: str, payload: bytes, *, capacity: int, expiry: float, wake: bytes
+    ) -> bool:
+        now = time.time()
+        item = _item(payload, int((now + expiry) * 1000))
+        key = self.wire_name(queue) + QUEUE_SUFFIX
+        ttl = _ms(expiry)
+        added, *_ = raise_errors(
+            await self.connections.execute(
+                ("EVAL", ENQUEUE, 1, key, int(now * 1000), capacity, item, ttl),
+                *self.wake_commands(queue, wake, ttl),
+            )
+        )
+        return bool(added)
+
+    async def dequeue(self, queue: str, count: int) -> list[bytes]:
+        key = self.wire_name(queue) + QUEUE_SUFFIX
+        taken: list[bytes] = []
+        while len(taken) < count:
+            asked = count - len(taken)
+            (items,) = raise_errors(await self.connections.execute(("LPOP", key, asked)))
+            items = items or []
+            now_ms = int(time.time() * 1000)
+            taken += [
+                item[DEADLINE_DIGITS:]
+                for item in items
+                if int(item[:DEADLINE_DIGITS]) > now_ms  # expired ones are dropped here
+            ]
+            if len(items) < asked:
+                break  # the queue is empty
+        return taken
+
+    async def restore(
+        self, queue: str, payloads: Sequence[bytes], *, expiry: float, wake: bytes
+    ) -> None:
+        deadline_ms = int((time.time() + expiry) * 1000)
+        key = self.wire_name(queue) + QUEUE_SUFFIX
+        items = [_item(payload, deadline_ms) for payload in reversed(payloads)]
+        ttl = _ms(expiry)
+        raise_errors(
+            await self.connections.execute(
+                ("LPUSH", key, *items), ("PEXPIRE", key, ttl), *self.wake_commands(queue, wake, ttl)
+            )
+        )
