@@ -1,10 +1,11 @@
 """What both Redis backends share: their settings and their connections.
 
-`RedisBackendBase` checks ``LOCATION`` and ``CONNECTION_KWARGS`` and builds
-the redis-py connection arguments; `RedisConnections` holds one backend
-instance's connections. None of them is repaired here: a call whose
+`RedisBackendBase` checks ``LOCATION``, ``CONNECTION_KWARGS`` and the Sentinel
+options and builds the redis-py connection arguments; `RedisConnections` holds
+one backend instance's connections, to the server ``LOCATION`` names or to the
+master the sentinels name. None of them is repaired here: a call whose
 connection fails raises one of ``connection_errors``, and the hub closes and
-reconnects the backend.
+reconnects the backend (asking the sentinels again).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import asyncio
 import re
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from django.core.checks import CheckMessage, Error
 from redis.asyncio import Redis
 from redis.asyncio.connection import (
     AbstractConnection,
@@ -28,6 +30,7 @@ from redis.asyncio.connection import (
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 if sys.version_info >= (3, 11):
@@ -35,9 +38,11 @@ if sys.version_info >= (3, 11):
 else:  # redis-py depends on async-timeout before Python 3.11.3
     from async_timeout import timeout as _timeout  # type: ignore[import-not-found,no-redef]
 
+from ...exceptions import ConfigError
 from ...masking import mask_password, redact
 from ...options import option_error
 from ..base import BackendConfig, BaseBackend, location_error
+from . import sentinel
 from .wire import round_trip
 
 SCHEMES = ("redis", "rediss", "unix")
@@ -80,12 +85,24 @@ class RedisConnections:
     * `open_dedicated` opens a connection of the caller's own, for a reader;
     * a redis-py pool serves `pooled_command` (history reads), empty until one
       happens, at most ``max_connections``.
+
+    With ``sentinels``, ``location`` names the service (``redis://mymaster/0``)
+    and each `connect` asks them for the master's address first.
     """
 
-    def __init__(self, owner: str, location: str, kwargs: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        owner: str,
+        location: str,
+        kwargs: Mapping[str, Any],
+        sentinels: Sequence[tuple[str, int]] | None = None,
+        sentinel_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
         self._owner = owner  # for messages: "RedisBackend 'default'"
         self._location = location
         self._kwargs = dict(kwargs)
+        self._sentinels = sentinels
+        self._sentinel_kwargs = dict(sentinel_kwargs or {})
         self._command_timeout: float | None = self._kwargs.get("socket_timeout")
         self._pool: BlockingConnectionPool | None = None
         self._client: Redis | None = None
@@ -101,16 +118,41 @@ class RedisConnections:
         return self._open
 
     async def connect(self) -> None:
-        """Create the pool and open the command connection."""
-        self._pool = BlockingConnectionPool.from_url(self._location, **self._kwargs)
-        self._client = Redis(connection_pool=self._pool)
+        """Create the pool and open the command connection (to the master the
+        sentinels name, when there are sentinels)."""
         try:
+            self._pool = await self._new_pool()
+            self._client = Redis(connection_pool=self._pool)
             self._connection = await self.open_dedicated()
-            await self.execute(("PING",))
+            if self._sentinels is None:
+                await self.execute(("PING",))
+            else:
+                await self._check_master()
         except BaseException:
             await self.close()
             raise
         self._open = True
+
+    async def _new_pool(self) -> BlockingConnectionPool:
+        if self._sentinels is None:
+            return BlockingConnectionPool.from_url(self._location, **self._kwargs)
+        service = parse_url(self._location)
+        host, port = await sentinel.master_address(
+            self._sentinels, service.pop("host"), self._sentinel_kwargs
+        )
+        return BlockingConnectionPool(**{**self._kwargs, **service, "host": host, "port": port})
+
+    async def _check_master(self) -> None:
+        """Refuse a server the sentinels still name although it became a replica
+        (a failover under way): the hub retries until they name the new master.
+        Where ACLs forbid ``ROLE`` the sentinels are trusted."""
+        (role,) = await self.execute(("ROLE",))
+        if not isinstance(role, ResponseError) and role[0] != b"master":
+            assert self._pool is not None
+            where = "{host}:{port}".format(**self._pool.connection_kwargs)
+            raise ConnectionClosed(
+                f"{self._owner}: {where}, named master by the sentinels, is a {role[0].decode()}"
+            )
 
     async def close(self, *readers: AbstractConnection | None) -> None:
         """Close ``readers`` (dedicated connections of the caller's), which ends a
@@ -203,7 +245,11 @@ class RedisBackendBase(BaseBackend):
     """The base of both Redis backends: ``LOCATION`` and ``CONNECTION_KWARGS``
     checks, and `connections`, opened by `connect`."""
 
-    default_options: ClassVar[Mapping[str, Any]] = {"CONNECTION_KWARGS": {}}
+    default_options: ClassVar[Mapping[str, Any]] = {
+        "CONNECTION_KWARGS": {},
+        "SENTINELS": None,
+        "SENTINEL_KWARGS": {},
+    }
     connection_errors: ClassVar[tuple[type[BaseException], ...]] = (
         RedisConnectionError,  # includes AuthenticationError and BusyLoadingError
         RedisTimeoutError,
@@ -222,9 +268,24 @@ class RedisBackendBase(BaseBackend):
             "protocol": 2,
         }
         kwargs.setdefault("retry", Retry(NoBackoff(), 0))  # the hub retries
+        sentinels = self.options["SENTINELS"]
+        if sentinels is not None:
+            sentinel.check_service_location(self.location, type(self).__name__)
+        sentinel_kwargs = {
+            "socket_timeout": kwargs["socket_timeout"],
+            "socket_connect_timeout": kwargs["socket_connect_timeout"],
+            "retry": kwargs["retry"],
+            **self.options["SENTINEL_KWARGS"],
+            "decode_responses": False,
+            "protocol": 2,
+        }
         #: This backend instance's connections to Redis.
         self.connections = RedisConnections(
-            f"{type(self).__name__} {self.alias!r}", self.location, kwargs
+            f"{type(self).__name__} {self.alias!r}",
+            self.location,
+            kwargs,
+            sentinels,
+            sentinel_kwargs,
         )
 
     @classmethod
@@ -279,6 +340,26 @@ class RedisBackendBase(BaseBackend):
                 reserved,
                 hint=f"{cls.__name__} sets them itself: CONNECTION_KWARGS cannot set them",
             )
+        sentinel.check_sentinels(options)
+
+    @classmethod
+    def deployment_checks(
+        cls, config: BackendConfig, databases: Sequence[str] | None
+    ) -> list[CheckMessage]:
+        """``E007`` when ``SENTINELS`` is set but ``LOCATION`` does not name a service."""
+        if config.options.get("SENTINELS") is None:
+            return []
+        try:
+            sentinel.check_service_location(config.location, cls.__name__)
+        except ConfigError as exc:
+            return [
+                Error(
+                    f"BROADCAST_BACKENDS[{config.alias!r}]: {exc.message}",
+                    hint=exc.hint,
+                    id=exc.check_id,
+                )
+            ]
+        return []
 
     async def connect(self) -> None:
         await self.connections.connect()

@@ -49,7 +49,7 @@ class RedisStreamBackend(RedisQueues, RedisBackendBase):
 
     supports_history = True
     default_options: ClassVar[Mapping[str, Any]] = {
-        "CONNECTION_KWARGS": {},
+        **RedisBackendBase.default_options,
         "MAXLEN": 10000,
         "IDLE_RETENTION": IDLE_RETENTION,
     }
