@@ -28,7 +28,8 @@ the backend class's own methods only: the kit observes through public API
 (``stats()``). Every wait is bounded by `TIMEOUT`, so a faulty backend fails
 the kit instead of hanging it. Backends without history are checked for what
 they promise: ``since=``, ``history=`` and ``history()`` refused up front,
-delivery resuming after a reconnect.
+delivery resuming after a reconnect; likewise work queues (``enqueue`` and
+``dequeue``, for the channel layer's normal channels) on a backend without them.
 """
 
 from __future__ import annotations
@@ -38,11 +39,14 @@ from .contract_connections import ConnectionContract
 from .contract_delivery import DeliveryContract
 from .contract_history import HistoryContract
 from .contract_positions import PositionContract
+from .contract_queues import QueueContract
 
 __all__ = ["TIMEOUT", "BackendConformance"]
 
 
-class BackendConformance(DeliveryContract, HistoryContract, PositionContract, ConnectionContract):
+class BackendConformance(
+    DeliveryContract, HistoryContract, PositionContract, ConnectionContract, QueueContract
+):
     """Every test of the contract. Set ``BACKEND`` (a dotted path), ``LOCATION``
     and ``OPTIONS`` (as in ``BROADCAST_BACKENDS``) and implement
     ``async def break_connection(self) -> None``: break the connections

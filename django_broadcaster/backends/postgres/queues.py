@@ -55,7 +55,7 @@ DEQUEUE = sql.SQL(
 RESTORE = sql.SQL(
     "INSERT INTO {queue} (queue, payload, deadline, ahead)"
     " SELECT %(queue)s, u.payload, {deadline},"
-    " (extract(epoch FROM clock_timestamp()) * 1000000)::int8"
+    " (extract(epoch FROM statement_timestamp()) * 1000000)::int8"
     " FROM unnest(%(payloads)b::bytea[]) WITH ORDINALITY AS u(payload, n) ORDER BY u.n"
 ).format(queue=_QUEUE, deadline=_DEADLINE)
 
