@@ -2,10 +2,12 @@
 
 Calls made on asgiref's throwaway loops (``async_to_sync`` outside a server) run
 on the process's bridge loop instead (`loops.on_lasting_loop`), like the rest of
-the broadcast API. A process-specific channel belongs to the loop whose
-`new_channel` made it (its ``<client>`` part); operations on it from another
-loop of the same process run on the owner's loop, from another process they
-travel over the bus as envelopes on the owner's `PROCESS_TOPIC` channel.
+the broadcast API. A process-specific channel belongs to this layer in this
+process (its ``<client>`` part) and lives on one event loop, its home
+(`Homes`): operations on it from another loop run on the home's loop or adopt
+the channel; from another process they travel over the bus as envelopes on the
+layer's `PROCESS_TOPIC` channel. A normal channel is a work queue in the
+engine (`feed`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import warnings
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from channels.exceptions import ChannelFull
@@ -27,6 +29,7 @@ from ..handler import broadcasts
 from . import feed
 from .checks import config_problems
 from .codec import Codec
+from .homes import Homes
 from .inbox import Message
 from .loop_state import PROCESS_TOPIC, LoopLayer, client_of
 
@@ -79,6 +82,10 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         # Secrets: kept out of every attribute shown by repr().
         self._secrets = tuple(symmetric_encryption_keys or ())
         self._states: loops.PerLoop[LoopLayer] = loops.PerLoop(self._new_state)
+        #: This layer's ``<client>`` in this process (from `secrets`: unique after
+        #: ``random.seed()``), in every process-specific channel name it makes.
+        self.client_prefix = secrets.token_hex(6)
+        self._homes = Homes(self._states.values)
 
     def __repr__(self) -> str:
         alias = self.using.alias if isinstance(self.using, Broadcast) else self.using
@@ -91,7 +98,7 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
 
     def _new_state(self, loop: asyncio.AbstractEventLoop) -> LoopLayer:
         front = self._front()
-        return LoopLayer(self, front, Codec(front, self._secrets), loop)
+        return LoopLayer(self, front, Codec(front, self._secrets), loop, self.client_prefix)
 
     def _state(self) -> LoopLayer:
         """The running loop's state, made anew if it was closed or its `Broadcast`
@@ -105,13 +112,23 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
             state.resync()
         return state
 
-    def _owner(self, channel: str) -> LoopLayer | None:
-        """The live state on another loop of this process that owns ``channel``."""
-        client = client_of(channel)
-        for state in self._states.values():
-            if state.client == client and not state.closed and state.loop.is_running():
-                return state
-        return None
+    def home(self, channel: str, state: LoopLayer) -> LoopLayer:
+        """The state holding process-specific ``channel`` of ours: its live home, or
+        ``state`` after adopting it (see `Homes`)."""
+        return self._homes.of(channel, state)
+
+    def park(self, channel: str, messages: Iterable[tuple[float, Message]]) -> None:
+        """Keep the queued messages of ``channel`` of a closing state (see `Homes`)."""
+        self._homes.park(channel, messages)
+
+    async def _home_of(self, channel: str, state: LoopLayer) -> LoopLayer:
+        """The home of ``channel`` of ours (see `home`); when ``state`` adopted it,
+        once it also receives the layer's remote messages on this loop."""
+        home = self.home(channel, state)
+        if home is state and not state.wants_process_topic:
+            state.wants_process_topic = True
+            await state.subscribe(state.process_topic)
+        return home
 
     # -- channel layer API -------------------------------------------------------
 
@@ -146,11 +163,10 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         if "!" in channel:
             client = client_of(channel)
             if client == state.client:
+                home = await self._home_of(channel, state)
+                if home is not state:
+                    return await loops.run_on(home.loop, self._send(channel, message))
                 state.send_local(state.open_inbox(channel, own=True), state.codec.copy(message))
-                return
-            owner = self._owner(channel)
-            if owner is not None:
-                await loops.run_on(owner.loop, self._send(channel, message))
                 return
             envelope = {"op": "send", "to": channel, "message": message}
             await state.publish(PROCESS_TOPIC + client, envelope)
@@ -175,13 +191,13 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         state = self._state()
         if "!" in channel:
             if client_of(channel) != state.client:
-                owner = self._owner(channel)
-                if owner is None:
-                    raise ValueError(
-                        f"cannot receive on {channel!r}: a process-specific channel is "
-                        "received by the process (and event loop) whose new_channel() made it"
-                    )
-                return await loops.run_on(owner.loop, self._receive(channel))
+                raise ValueError(
+                    f"cannot receive on {channel!r}: a process-specific channel is received "
+                    "through the layer, in the process, whose new_channel() made it"
+                )
+            home = await self._home_of(channel, state)
+            if home is not state:
+                return await loops.run_on(home.loop, self._receive(channel))
             inbox = state.open_inbox(channel, own=True)
         else:
             self._require_queues(state)
@@ -205,11 +221,11 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
     async def _group_op(self, op: str, group: str, channel: str) -> None:
         state = self._state()
         own = "!" in channel
-        if own and client_of(channel) != state.client:
-            owner = self._owner(channel)
-            if owner is not None:
-                await loops.run_on(owner.loop, self._group_op(op, group, channel))
-                return
+        if own and client_of(channel) == state.client:
+            home = await self._home_of(channel, state)
+            if home is not state:
+                return await loops.run_on(home.loop, self._group_op(op, group, channel))
+        elif own and client_of(channel) != state.client:
             # Its process applies it when the envelope arrives.
             envelope = {"op": op, "group": group, "to": channel}
             await state.publish(PROCESS_TOPIC + client_of(channel), envelope)

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from contextlib import suppress
 from typing import Any, Protocol
 
@@ -40,13 +39,20 @@ class LayerClosed(RuntimeError):
     """Raised in a pending ``receive()`` when the layer is closed under it."""
 
 
-class Limits(Protocol):
-    """The layer settings a `LoopLayer` reads (the layer itself provides them)."""
+class Owner(Protocol):
+    """What a `LoopLayer` asks of its layer: settings, and the homes of
+    process-specific channels (see `layers.homes`)."""
 
     expiry: float
     group_expiry: float
 
     def get_capacity(self, channel: str) -> int: ...
+
+    def home(self, channel: str, state: LoopLayer) -> LoopLayer:
+        """The state holding process-specific ``channel``; ``state`` if it adopted it."""
+
+    def park(self, channel: str, messages: Iterable[tuple[float, Message]]) -> None:
+        """Keep the messages of a channel of a closing state for the next home."""
 
 
 def client_of(channel: str) -> str:
@@ -64,13 +70,19 @@ class LoopLayer:
     (`status` excepted), for one `Broadcast`."""
 
     def __init__(
-        self, limits: Limits, front: Broadcast, codec: Codec, loop: asyncio.AbstractEventLoop
+        self,
+        limits: Owner,
+        front: Broadcast,
+        codec: Codec,
+        loop: asyncio.AbstractEventLoop,
+        client: str,
     ) -> None:
         self.limits = limits
         self.front = front
         self.codec = codec
         self.loop = loop
-        self.client = secrets.token_hex(6)
+        #: The layer's ``<client>`` in this process (the same on every loop).
+        self.client = client
         self.process_topic = PROCESS_TOPIC + self.client
         self.inboxes: dict[str, Inbox] = {}
         self.groups: dict[str, dict[Inbox, float]] = {}
@@ -195,6 +207,8 @@ class LoopLayer:
         name, op, group = envelope.get("to"), envelope.get("op"), envelope.get("group")
         if not (isinstance(name, str) and "!" in name and client_of(name) == self.client):
             return
+        if self.limits.home(name, self) is not self:
+            return  # another loop of this process holds it and gets its own copy
         if op == "send":
             self.deliver(self.open_inbox(name, own=True), envelope.get("message"))
         elif op == "group_add" and isinstance(group, str):
@@ -411,6 +425,8 @@ class LoopLayer:
                 if not waiter.done():
                     waiter.set_exception(LayerClosed("the channel layer was closed"))
             inbox.waiters.clear()
+            if inbox.own and inbox.messages:
+                self.limits.park(inbox.name, inbox.messages)
         feeds, self.feeds = list(self.feeds.values()), {}
         for feed in feeds:
             await feed.close()
