@@ -130,9 +130,9 @@ class RedisCluster:
                     return self.node(int(master[1]))
         raise LookupError(f"no node serves slot {slot}")
 
-    def fail_over(self, master: RedisServer) -> None:
-        """Kill ``master`` (SIGKILL), wait until its replica took over, restart it (it
-        rejoins as a replica) and wait until the cluster is healthy again."""
+    def fail_over(self, master: RedisServer, revive: bool = True) -> None:
+        """Kill ``master`` (SIGKILL) and wait until its replica took over; with
+        ``revive``, also `revive` it."""
         assert master.process is not None
         master.process.kill()
         master.process.wait()
@@ -143,7 +143,13 @@ class RedisCluster:
                 return master.port not in self.masters(client) and len(self.masters(client)) == 3
 
         wait_for(replaced, f"no replica took over from port {master.port}")
-        master.start()
+        if revive:
+            self.revive(master)
+
+    def revive(self, node: RedisServer) -> None:
+        """Restart a killed ``node`` (it rejoins as a replica) and wait until the
+        cluster is healthy again."""
+        node.start()
         self.wait_healthy()
 
     def stop(self) -> None:

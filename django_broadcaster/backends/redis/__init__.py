@@ -26,10 +26,14 @@ every supported redis-py version.
 
 The modules: ``connection`` (settings checks, the connections, the shared base
 class), ``wire`` (round trips and replies), ``pubsub`` and ``streams`` (the two
-backends).
+backends), ``deployment`` (the checks of the Sentinel and Cluster settings),
+``sentinel`` (finding the master), ``cluster`` (the slot map and the nodes'
+connections) and ``cluster_pubsub`` (`RedisBackend` on Redis Cluster, chosen by
+``OPTIONS["CLUSTER"]``).
 """
 
+from .cluster_pubsub import RedisClusterBackend
 from .pubsub import RedisBackend
 from .streams import RedisStreamBackend
 
-__all__ = ["RedisBackend", "RedisStreamBackend"]
+__all__ = ["RedisBackend", "RedisClusterBackend", "RedisStreamBackend"]

@@ -42,7 +42,7 @@ from ...exceptions import ConfigError
 from ...masking import mask_password, redact
 from ...options import option_error
 from ..base import BackendConfig, BaseBackend, location_error
-from . import sentinel
+from . import deployment, sentinel
 from .wire import round_trip
 
 SCHEMES = ("redis", "rediss", "unix")
@@ -87,7 +87,9 @@ class RedisConnections:
       happens, at most ``max_connections``.
 
     With ``sentinels``, ``location`` names the service (``redis://mymaster/0``)
-    and each `connect` asks them for the master's address first.
+    and each `connect` asks them for the master's address first. With
+    ``address``, the connections go to that ``(host, port)`` with the rest of
+    ``location``'s settings (a Redis Cluster node, see ``cluster``).
     """
 
     def __init__(
@@ -97,10 +99,12 @@ class RedisConnections:
         kwargs: Mapping[str, Any],
         sentinels: Sequence[tuple[str, int]] | None = None,
         sentinel_kwargs: Mapping[str, Any] | None = None,
+        address: tuple[str, int] | None = None,
     ) -> None:
         self._owner = owner  # for messages: "RedisBackend 'default'"
         self._location = location
         self._kwargs = dict(kwargs)
+        self._address = address
         self._sentinels = sentinels
         self._sentinel_kwargs = dict(sentinel_kwargs or {})
         self._command_timeout: float | None = self._kwargs.get("socket_timeout")
@@ -134,13 +138,17 @@ class RedisConnections:
         self._open = True
 
     async def _new_pool(self) -> BlockingConnectionPool:
-        if self._sentinels is None:
+        if self._sentinels is None and self._address is None:
             return BlockingConnectionPool.from_url(self._location, **self._kwargs)
-        service = parse_url(self._location)
-        host, port = await sentinel.master_address(
-            self._sentinels, service.pop("host"), self._sentinel_kwargs
-        )
-        return BlockingConnectionPool(**{**self._kwargs, **service, "host": host, "port": port})
+        options = parse_url(self._location)
+        if self._sentinels is not None:
+            host, port = await sentinel.master_address(
+                self._sentinels, options["host"], self._sentinel_kwargs
+            )
+        else:
+            assert self._address is not None
+            host, port = self._address
+        return BlockingConnectionPool(**{**self._kwargs, **options, "host": host, "port": port})
 
     async def _check_master(self) -> None:
         """Refuse a server the sentinels still name although it became a replica
@@ -249,7 +257,13 @@ class RedisBackendBase(BaseBackend):
         "CONNECTION_KWARGS": {},
         "SENTINELS": None,
         "SENTINEL_KWARGS": {},
+        "CLUSTER": False,
     }
+    #: The subclass serving this backend on a Redis Cluster (``OPTIONS["CLUSTER"]``):
+    #: the subclass naming this class its `cluster_of` registers itself here.
+    cluster_variant: ClassVar[type[RedisBackendBase]]
+    #: On a cluster variant: the backend class it serves a cluster for.
+    cluster_of: ClassVar[type[RedisBackendBase]]
     connection_errors: ClassVar[tuple[type[BaseException], ...]] = (
         RedisConnectionError,  # includes AuthenticationError and BusyLoadingError
         RedisTimeoutError,
@@ -268,9 +282,26 @@ class RedisBackendBase(BaseBackend):
             "protocol": 2,
         }
         kwargs.setdefault("retry", Retry(NoBackoff(), 0))  # the hub retries
+        deployment.check_location_for(self.location, self.options, type(self).__name__)
+        #: This backend instance's connections to Redis.
+        self.connections = self.new_connections(f"{type(self).__name__} {self.alias!r}", kwargs)
+
+    def __new__(cls, config: BackendConfig) -> RedisBackendBase:
+        # With OPTIONS["CLUSTER"], the class registered as this one's cluster variant.
+        variant = cls.__dict__.get("cluster_variant")
+        if config.options.get("CLUSTER") and variant is not None:
+            cls = variant
+        return super().__new__(cls)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "cluster_of" in cls.__dict__:
+            cls.cluster_of.cluster_variant = cls
+
+    def new_connections(self, owner: str, kwargs: Mapping[str, Any]) -> RedisConnections:
+        """The connections of this instance: to ``LOCATION``, or to the master the
+        sentinels name (a cluster variant returns its cluster connections)."""
         sentinels = self.options["SENTINELS"]
-        if sentinels is not None:
-            sentinel.check_service_location(self.location, type(self).__name__)
         sentinel_kwargs = {
             "socket_timeout": kwargs["socket_timeout"],
             "socket_connect_timeout": kwargs["socket_connect_timeout"],
@@ -279,14 +310,7 @@ class RedisBackendBase(BaseBackend):
             "decode_responses": False,
             "protocol": 2,
         }
-        #: This backend instance's connections to Redis.
-        self.connections = RedisConnections(
-            f"{type(self).__name__} {self.alias!r}",
-            self.location,
-            kwargs,
-            sentinels,
-            sentinel_kwargs,
-        )
+        return RedisConnections(owner, self.location, kwargs, sentinels, sentinel_kwargs)
 
     @classmethod
     def check_location(cls, location: str) -> None:
@@ -340,17 +364,17 @@ class RedisBackendBase(BaseBackend):
                 reserved,
                 hint=f"{cls.__name__} sets them itself: CONNECTION_KWARGS cannot set them",
             )
-        sentinel.check_sentinels(options)
+        deployment.check_sentinels(options)
+        deployment.check_cluster(options, "cluster_variant" in cls.__dict__, cls.__name__)
 
     @classmethod
     def deployment_checks(
         cls, config: BackendConfig, databases: Sequence[str] | None
     ) -> list[CheckMessage]:
-        """``E007`` when ``SENTINELS`` is set but ``LOCATION`` does not name a service."""
-        if config.options.get("SENTINELS") is None:
-            return []
+        """``E007`` when ``LOCATION`` does not suit the options: no service named with
+        ``SENTINELS``, no cluster node with ``CLUSTER``."""
         try:
-            sentinel.check_service_location(config.location, cls.__name__)
+            deployment.check_location_for(config.location, config.options, cls.__name__)
         except ConfigError as exc:
             return [
                 Error(

@@ -1,0 +1,265 @@
+"""`RedisBackend` on Redis Cluster (``OPTIONS["CLUSTER"]``): the conformance kit,
+sharded pub/sub (where a message travels, connections per node), a failover of
+the master serving a busy channel, the channel layer, and the settings checks.
+
+The cluster (3 masters, 3 replicas) is private to this module
+(`tests.support.redis_cluster.RedisCluster`), started once and always stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from django.core.checks import Error, run_checks
+from django.test import override_settings
+
+from django_broadcaster import Broadcast
+from django_broadcaster.backends.redis import RedisClusterBackend
+from django_broadcaster.config import create_broadcast
+from django_broadcaster.layers import BroadcastChannelLayer
+from django_broadcaster.testing import conformance
+
+from .support.redis_cluster import RedisCluster
+from .support.waiting import TIMEOUT, eventually, receive
+
+PUBSUB = "django_broadcaster.backends.redis.RedisBackend"
+STREAMS = "django_broadcaster.backends.redis.RedisStreamBackend"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisCluster]:
+    servers = RedisCluster()
+    try:
+        servers.start()
+        yield servers
+    finally:
+        servers.stop()
+
+
+@pytest.fixture(scope="class")
+def on_cluster(request: pytest.FixtureRequest, cluster: RedisCluster) -> None:
+    """Point the conformance class at the cluster."""
+    request.cls.LOCATION = cluster.url
+    request.cls.servers = cluster
+
+
+def running(cluster: RedisCluster) -> list[redis.Redis]:
+    return [node.client() for node in cluster.nodes if node.process is not None]
+
+
+def connections_named(cluster: RedisCluster, name: str) -> dict[int, list[int]]:
+    """Client ids of connections named ``name``, by node port."""
+    found: dict[int, list[int]] = {}
+    for node in cluster.nodes:
+        if node.process is None:
+            continue
+        with node.client() as client:
+            ids = [c["id"] for c in client.client_list() if c["name"] == name]
+        if ids:
+            found[node.port] = ids
+    return found
+
+
+@pytest.mark.usefixtures("on_cluster")
+class ClusterPubSubConformance(conformance.BackendConformance):
+    BACKEND = PUBSUB
+    OPTIONS = {"CLUSTER": True}
+    servers: RedisCluster
+
+    async def break_connection(self) -> None:
+        """CLIENT KILL, on every node, each connection named after this test's alias."""
+        name = f"django-broadcaster:{self.alias}"
+        ours = await asyncio.to_thread(connections_named, self.servers, name)
+        self.assertTrue(ours, f"no Redis connection named {name}")
+        for port, ids in ours.items():
+            admin = aioredis.Redis(host="127.0.0.1", port=port, protocol=2)
+            try:
+                for client_id in ids:
+                    await admin.client_kill_filter(_id=client_id)
+            finally:
+                await admin.aclose()
+
+
+def cluster_bus(cluster: RedisCluster, backend: str = PUBSUB, **options: Any) -> Broadcast:
+    return create_broadcast(
+        "default",
+        {
+            "BACKEND": backend,
+            "LOCATION": cluster.url,
+            "OPTIONS": {"CLUSTER": True, **options},
+            "KEY_PREFIX": f"k{uuid.uuid4().hex[:12]}",
+        },
+    )
+
+
+def channels_on_every_master(bus: Broadcast, cluster: RedisCluster, count: int) -> list[str]:
+    """``count`` channel names whose wire names spread over every master."""
+    names = [f"c{i}" for i in range(count)]
+    owners = {cluster.master_of(f"{bus.config.key_prefix}:{name}").port for name in names}
+    assert len(owners) == 3, owners
+    return names
+
+
+def test_the_cluster_backend_serves_redis_backend_with_cluster(cluster: RedisCluster) -> None:
+    bus = cluster_bus(cluster)
+    assert isinstance(bus.config.backend_class(bus.config), RedisClusterBackend)
+
+
+async def test_connections_grow_with_nodes_not_channels(cluster: RedisCluster) -> None:
+    """200 subscribed channels on 3 masters: one command and one SSUBSCRIBE
+    connection per master, and every channel receives."""
+    bus = cluster_bus(cluster)
+    channels = channels_on_every_master(bus, cluster, 200)
+    try:
+        async with bus.subscribe(*channels) as sub:
+            await asyncio.gather(*(bus.apublish(channel, channel) for channel in channels))
+            got = {(await sub.get(TIMEOUT)).message for _ in channels}
+            assert got == set(channels)
+            ours = await asyncio.to_thread(connections_named, cluster, "django-broadcaster:default")
+            assert sorted(len(ids) for ids in ours.values()) == [2, 2, 2], ours
+    finally:
+        await bus.aclose()
+
+
+def pubsub_counters(cluster: RedisCluster) -> dict[int, tuple[int, int]]:
+    """Per node: cluster bus messages received for PUBLISH and for SPUBLISH."""
+    counters = {}
+    for node in cluster.nodes:
+        with node.client() as client:
+            info = client.cluster("info")
+            counters[node.port] = (
+                int(info.get("cluster_stats_messages_publish_received", 0)),
+                int(info.get("cluster_stats_messages_publishshard_received", 0)),
+            )
+    return counters
+
+
+async def test_sharded_pubsub_stays_inside_the_channels_shard(cluster: RedisCluster) -> None:
+    """100 events through the bus (SPUBLISH) reach over the cluster bus only the
+    replica of the channel's master; 100 classic PUBLISH reach every other node."""
+    bus = cluster_bus(cluster)
+    wire = f"{bus.config.key_prefix}:room"
+    master = cluster.master_of(wire)
+    others = {node.port for node in cluster.nodes} - {master.port}
+    with master.client() as client:
+        (replica,) = [
+            int(r["port"]) for r in client.info("replication").values() if isinstance(r, dict)
+        ]
+    before = pubsub_counters(cluster)
+
+    def grown(index: int, ports: set[int]) -> dict[int, int]:
+        now = pubsub_counters(cluster)
+        return {port: now[port][index] - before[port][index] for port in ports}
+
+    try:
+        async with bus.subscribe("room") as sub:
+            for i in range(100):
+                await bus.apublish("room", i)
+            assert [(await sub.get(TIMEOUT)).message for _ in range(100)] == list(range(100))
+    finally:
+        await bus.aclose()
+    await eventually(lambda: grown(1, {replica}) == {replica: 100})
+    assert grown(1, others) == {port: 100 if port == replica else 0 for port in others}
+    assert grown(0, others) == dict.fromkeys(others, 0)  # no classic PUBLISH went out
+    with master.client() as client:
+        for i in range(100):
+            client.publish(wire, i)
+    await eventually(lambda: grown(0, others) == dict.fromkeys(others, 100))
+
+
+async def test_a_failover_of_a_busy_channels_master_is_survived(cluster: RedisCluster) -> None:
+    """The master serving a busy channel's slot is killed while events flow: its
+    replica takes over, and subscribers of that channel and of channels on other
+    shards carry on."""
+    bus = cluster_bus(cluster, TIMEOUT=30, MAX_QUEUE=100_000)
+    busy = "busy"
+    master = cluster.master_of(f"{bus.config.key_prefix}:{busy}")
+    others = [
+        name
+        for name in (f"o{i}" for i in range(50))
+        if cluster.master_of(f"{bus.config.key_prefix}:{name}") is not master
+    ][:2]
+    try:
+        async with bus.subscribe(busy) as sub, bus.subscribe(*others) as other_sub:
+            await bus.apublish(busy, "before")
+            assert (await sub.get(TIMEOUT)).message == "before"
+            stop = asyncio.Event()
+
+            async def keep_publishing() -> None:
+                while not stop.is_set():
+                    await bus.apublish(busy, "meanwhile")
+                    await asyncio.sleep(0.005)
+
+            publisher = asyncio.ensure_future(keep_publishing())
+            try:
+                # The old master stays down until the end: nothing may depend on it.
+                await asyncio.to_thread(cluster.fail_over, master, False)
+            finally:
+                stop.set()
+                await publisher
+            assert cluster.master_of(f"{bus.config.key_prefix}:{busy}") is not master
+            await bus.apublish(busy, "after")
+            while (await sub.get(TIMEOUT)).message != "after":
+                pass
+            for name in others:
+                await bus.apublish(name, name)
+            assert {(await other_sub.get(TIMEOUT)).message for _ in others} == set(others)
+        assert bus.stats()["reconnects"] >= 1
+    finally:
+        await bus.aclose()
+        if master.process is None:
+            await asyncio.to_thread(cluster.revive, master)
+
+
+async def test_the_channel_layer_runs_on_the_cluster(cluster: RedisCluster) -> None:
+    bus = cluster_bus(cluster)
+    layer = BroadcastChannelLayer(using=bus)
+    try:
+        channels = [await layer.new_channel() for _ in range(6)]
+        for channel in channels:
+            await layer.group_add("room", channel)
+        await layer.group_send("room", {"type": "chat.message", "text": "hello"})
+        for channel in channels:
+            assert (await receive(layer, channel))["text"] == "hello"
+        await layer.send(channels[0], {"type": "chat.message", "text": "direct"})
+        assert (await receive(layer, channels[0]))["text"] == "direct"
+    finally:
+        await layer.close()
+        await bus.aclose()
+
+
+# -- settings ------------------------------------------------------------------
+
+
+def check_errors(entry: dict[str, Any]) -> list[str]:
+    with override_settings(BROADCAST_BACKENDS={"default": entry}):
+        return [m.msg for m in run_checks(tags=["django_broadcaster"]) if isinstance(m, Error)]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"CLUSTER": "yes"}, "OPTIONS['CLUSTER'] must be True or False, not 'yes'"),
+        (
+            {"CLUSTER": True, "SENTINELS": [("127.0.0.1", 26379)]},
+            "OPTIONS['CLUSTER'] must be False when OPTIONS['SENTINELS'] is set (a cluster has "
+            "no sentinels), not True",
+        ),
+    ],
+)
+def test_bad_cluster_options_get_one_line(options: dict[str, Any], message: str) -> None:
+    entry = {"BACKEND": PUBSUB, "LOCATION": "redis://127.0.0.1:7000/0", "OPTIONS": options}
+    assert check_errors(entry) == [f"BROADCAST_BACKENDS['default']: {message}"]
+
+
+@pytest.mark.parametrize("location", ["redis://127.0.0.1:7000/1", "unix:///tmp/redis.sock"])
+def test_a_cluster_location_must_be_a_node_on_database_0(location: str) -> None:
+    errors = check_errors({"BACKEND": PUBSUB, "LOCATION": location, "OPTIONS": {"CLUSTER": True}})
+    assert len(errors) == 1, errors
+    assert "must be a redis:// or rediss:// URL of a cluster node, database 0" in errors[0]
