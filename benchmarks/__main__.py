@@ -1,8 +1,9 @@
 """python -m benchmarks [--quick] [--json PATH] [--only SYSTEM] [--scenario SCENARIO] [--repeat N]
 
 Runs every scenario for every system that supports it, each in a fresh
-process (``benchmarks.run_one``) with a timeout, then prints one table, the
-targets of issue 8 and the cells that failed. A failed cell never stops the run.
+process (``benchmarks.run_one``) with a timeout, then prints one table (with
+``--repeat``, the median and the min and max of the runs), the targets of
+issue 16 and the cells that failed. A failed cell never stops the run.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from .systems.base import POSTGRES_URL, REDIS_URL
 
 # Row names in table order: cross-process-latency reports two rows.
 ROW_SCENARIOS = [
-    *("one-to-one", "concurrent-publish", "fan-out-1000"),
+    *("one-to-one", "concurrent-publish", "fan-out-1000", "fan-out-1000-concurrent"),
+    "many-channels",
     *("cross-process-latency-p50", "cross-process-latency-p99"),
     *("idle-subscriber-memory", "payload-64k"),
 ]
@@ -68,22 +70,25 @@ class Target:
         return f"{self.scenario}: {self.system} {sign} {self.factor:g} x {self.reference}{where}"
 
 
-# The targets of issue 8, checked on ratios within this run.
+# The targets of issue 16, checked on ratios within this run.
 TARGETS = [
-    Target("one-to-one", OURS + "redis", True, 0.9, "raw-redis-py"),
-    Target("one-to-one", OURS + "redis", True, 1.0, "encode-broadcaster"),
-    Target("one-to-one", OURS + "postgres", True, 0.8, "raw-psycopg"),
-    Target("concurrent-publish", OURS + "redis", True, 3.0, OURS + "redis", "one-to-one"),
-    Target("fan-out-1000", OURS + "redis", True, 6.0, "encode-broadcaster"),
-    Target("fan-out-1000", OURS + "redis", True, 10.0, "channels-redis-core"),
+    Target("payload-64k", OURS + "redis", True, 1.0, "raw-redis-py"),
+    Target("one-to-one", OURS + "redis", True, 1.0, "raw-redis-py"),
+    Target("one-to-one", OURS + "redis", True, 1.2, "encode-broadcaster"),
+    Target("fan-out-1000-concurrent", OURS + "redis", True, 0.8, OURS + "memory", "fan-out-1000"),
+    Target("fan-out-1000-concurrent", OURS + "redis", True, 4.0, "encode-broadcaster"),
+    Target("fan-out-1000", OURS + "layer", True, 0.8, OURS + "redis"),
     Target("fan-out-1000", OURS + "layer", True, 2.0, "channels-redis-pubsub"),
+    Target("many-channels", OURS + "redis-stream", True, 0.67, OURS + "redis-stream", "one-to-one"),
+    Target("one-to-one", OURS + "postgres", True, 0.9, "raw-psycopg-durable"),
+    Target("fan-out-1000", OURS + "layer-postgres", True, 2.0, "channels-postgres"),
     *(
-        Target("idle-subscriber-memory", OURS + name, False, 2048)
+        Target("idle-subscriber-memory", OURS + name, False, 1536)
         for name in ("memory", "redis", "redis-stream", "postgres", "layer")
     ),
     *(
-        Target("cross-process-latency-p99", OURS + name, False, 5.0)
-        for name in ("redis", "redis-stream", "layer")
+        Target("cross-process-latency-p99", OURS + name, False, 2.0)
+        for name in ("redis", "redis-stream", "postgres", "layer")
     ),
 ]
 
@@ -133,7 +138,7 @@ def run_cell(system: System, scenario: str, quick: bool, timeout: float, python:
 
 
 def run_repeated(system: System, scenario: str, args: argparse.Namespace, python: str) -> Cell:
-    """Run a cell ``--repeat`` times and keep the median of each row (noisy, shared machines)."""
+    """Run a cell ``--repeat`` times; keep the median of each row, and its min and max."""
     runs = [
         run_cell(system, scenario, args.quick, args.timeout, python) for _ in range(args.repeat)
     ]
@@ -143,7 +148,9 @@ def run_repeated(system: System, scenario: str, args: argparse.Namespace, python
     cell = Cell(system, scenario, seconds=sum(run.seconds for run in runs))
     for i, row in enumerate(measured[0].rows):
         values = [run.rows[i]["value"] for run in measured]
-        cell.rows.append({**row, "value": statistics.median(values)})
+        cell.rows.append(
+            {**row, "value": statistics.median(values), "min": min(values), "max": max(values)}
+        )
     notes = {run.note for run in measured if run.note}
     failures = len(runs) - len(measured)
     if failures:
@@ -162,7 +169,8 @@ def format_value(value: float, unit: str) -> str:
 def print_table(cells: list[Cell]) -> None:
     rows = {(row["scenario"], row["system"]): row for cell in cells for row in cell.rows}
     notes = {(row["scenario"], row["system"]): cell.note for cell in cells for row in cell.rows}
-    header = ("scenario", "system", "value", "unit", "÷ raw", "note")
+    spread = any("min" in row for row in rows.values())
+    header = ("scenario", "system", "value", "min", "max", "unit", "÷ raw", "note")
     lines = []
     for scenario in ROW_SCENARIOS:
         for system in SYSTEMS:
@@ -171,9 +179,16 @@ def print_table(cells: list[Cell]) -> None:
                 continue
             baseline = rows.get((scenario, system.baseline))
             ratio = f"{row['value'] / baseline['value']:.2f}" if baseline else "-"
-            value = format_value(row["value"], row["unit"])
+            unit = row["unit"]
+            value = format_value(row["value"], unit)
+            low = format_value(row["min"], unit) if "min" in row else ""
+            high = format_value(row["max"], unit) if "max" in row else ""
             note = notes[(scenario, system.name)]
-            lines.append((scenario, system.name, value, row["unit"], ratio, note))
+            lines.append((scenario, system.name, value, low, high, unit, ratio, note))
+    if not spread:  # one run per cell: no min and max columns
+        header = header[:3] + header[5:]
+        lines = [line[:3] + line[5:] for line in lines]
+    numeric = {2, len(header) - 2, *((3, 4) if spread else ())}
     widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
     previous = None
     for line in [header, *lines]:
@@ -183,7 +198,7 @@ def print_table(cells: list[Cell]) -> None:
         previous = line[0]
         print(
             "  ".join(
-                text.rjust(width) if i in (2, 4) else text.ljust(width)
+                text.rjust(width) if i in numeric else text.ljust(width)
                 for i, (text, width) in enumerate(zip(shown, widths, strict=True))
             ).rstrip()
         )
@@ -191,6 +206,13 @@ def print_table(cells: list[Cell]) -> None:
         "\n÷ raw: the value divided by the bare client of the same engine in the same scenario"
         " (raw-psycopg for PostgreSQL systems, raw-redis-py for the others)."
     )
+    if spread:
+        wide = [
+            f"{row['scenario']} / {row['system']} ({row['max'] / row['min']:.2f}x)"
+            for row in rows.values()
+            if row.get("min", 0) > 0 and row["max"] > row["min"] * 1.15
+        ]
+        print(f"Rows whose runs differ by more than 15%: {', '.join(wide) or 'none'}.")
 
 
 def print_targets(cells: list[Cell]) -> None:
@@ -206,7 +228,7 @@ def print_targets(cells: list[Cell]) -> None:
         )
     ]
     if targets:
-        print("\nTargets (issue 8)")
+        print("\nTargets (issue 16)")
     for target in targets:
         value = values.get((target.scenario, target.system))
         if target.reference is None:
@@ -274,14 +296,14 @@ def main() -> int:
         prog="python -m benchmarks",
         description="django-broadcaster and its peers side by side, one fresh process per cell.",
     )
-    parser.add_argument("--quick", action="store_true", help="short runs: under a minute in all")
+    parser.add_argument("--quick", action="store_true", help="short runs: a few minutes in all")
     parser.add_argument("--json", metavar="PATH", help='also write {"rows": [...]} to PATH')
     parser.add_argument("--only", metavar="SYSTEM", help="systems whose name has this; a,b: any")
     parser.add_argument("--scenario", help="scenarios whose name has this; a,b: any")
     parser.add_argument("--repeat", type=int, default=1, help="run each cell N times, keep medians")
-    parser.add_argument("--timeout", type=float, help="seconds per run (30 quick, 600 full)")
+    parser.add_argument("--timeout", type=float, help="seconds per run (60 quick, 600 full)")
     args = parser.parse_args()
-    args.timeout = args.timeout or (30.0 if args.quick else 600.0)
+    args.timeout = args.timeout or (60.0 if args.quick else 600.0)
 
     def chosen(name: str, wanted: str | None) -> bool:
         return not wanted or any(part in name for part in wanted.split(","))

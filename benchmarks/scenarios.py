@@ -23,9 +23,11 @@ WARM, MESSAGE, END = "w", "m", "e"
 SMALL, LARGE = 64, 64 * 1024
 LATENCY_RATE = 1_000  # msg/s, fixed
 IDLE_CHANNELS = 1_000
-IDLE_BATCH = 100
 FAN_OUT = 1_000
 PUBLISHERS = 100
+FAN_OUT_PUBLISHERS = 10  # fan-out-1000-concurrent
+FOLLOWED = 10_000  # many-channels: channels one process follows, events on one
+BATCH = 100  # subscriptions entered (left) at once where that is not measured
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,8 @@ class Budget:
     """How long and how much: throughput runs stop at whichever cap comes first."""
 
     seconds: float  # publishing time cap for the throughput scenarios
-    messages: int  # message cap: one-to-one, concurrent-publish
-    fan_out_messages: int  # message cap: fan-out-1000 (each one is 1,000 deliveries)
+    messages: int  # message cap: one-to-one, concurrent-publish, many-channels
+    fan_out_messages: int  # message cap: fan-out-1000(-concurrent) (1,000 deliveries each)
     large_messages: int  # message cap: payload-64k
     latency_seconds: float  # length of the 1,000 msg/s cross-process run
     idle_subscribers: int
@@ -43,8 +45,9 @@ class Budget:
 
 # The message caps stay below the subscriber queue bound of the in-process
 # systems (our MAX_QUEUE is 100,000): a publisher whose publish never suspends
-# runs to the cap before any subscriber is scheduled.
-QUICK = Budget(0.15, 20_000, 200, 1_000, 0.4, 10_000, 10.0)
+# runs to the cap before any subscriber is scheduled. Quick runs are long
+# enough that three runs of a cell agree within about 15% on a quiet machine.
+QUICK = Budget(0.6, 20_000, 600, 1_000, 0.4, 10_000, 10.0)
 FULL = Budget(4.0, 50_000, 3_000, 3_000, 10.0, 100_000, 60.0)
 
 
@@ -137,11 +140,15 @@ async def throughput(
     subscribers: int = 1,
     publishers: int = 1,
     size: int = SMALL,
+    followed: int = 0,
 ) -> tuple[float, str]:
-    """Messages (or deliveries) per second, from the first publish to the last delivery."""
+    """Messages (or deliveries) per second, from the first publish to the last delivery.
+
+    ``followed`` other channels are subscribed to first (nobody publishes there)."""
     channel = channel_name(f"t{subscribers}x{publishers}x{size}")
     body = payload(MESSAGE, size)
     handles = []
+    idle = await follow(adapter, [channel_name(f"followed.{i}") for i in range(followed)])
     for _ in range(subscribers):  # one at a time: see encode_broadcaster.py
         subscription = adapter.subscribe(channel)
         handles.append((subscription, await subscription.__aenter__()))
@@ -176,11 +183,33 @@ async def throughput(
         await asyncio.gather(*(reader.task for reader in readers), return_exceptions=True)
         for subscription, _ in reversed(handles):
             await subscription.__aexit__(None, None, None)
+        await leave(idle)
     delivered = sum(reader.count for reader in readers)
     elapsed = max(reader.finished_at for reader in readers) - start
     expected = sent * subscribers
     note = f"lost {expected - delivered} of {expected}" if delivered != expected else ""
     return delivered / elapsed, note
+
+
+async def follow(adapter: Any, channels: list[str]) -> list[Any]:
+    """Subscribe to each of ``channels`` (BATCH at a time); the open subscriptions."""
+    opened: list[Any] = []
+    try:
+        for start in range(0, len(channels), BATCH):
+            batch = [adapter.subscribe(name) for name in channels[start : start + BATCH]]
+            await asyncio.gather(*(s.__aenter__() for s in batch))
+            opened.extend(batch)
+    except BaseException:
+        await leave(opened)
+        raise
+    return opened
+
+
+async def leave(subscriptions: list[Any]) -> None:
+    """Leave ``subscriptions`` BATCH at a time (distinct channels: no races)."""
+    while subscriptions:
+        batch, subscriptions = subscriptions[-BATCH:], subscriptions[:-BATCH]
+        await asyncio.gather(*(s.__aexit__(None, None, None) for s in batch))
 
 
 async def one_to_one(adapter: Any, budget: Budget) -> Result:
@@ -196,6 +225,24 @@ async def concurrent_publish(adapter: Any, budget: Budget) -> Result:
 async def fan_out(adapter: Any, budget: Budget) -> Result:
     rate, note = await throughput(adapter, budget, cap=budget.fan_out_messages, subscribers=FAN_OUT)
     return Result([("fan-out-1000", rate, "deliveries/s")], note)
+
+
+async def fan_out_concurrent(adapter: Any, budget: Budget) -> Result:
+    """fan-out-1000 with FAN_OUT_PUBLISHERS publisher tasks, as on a busy site."""
+    rate, note = await throughput(
+        adapter,
+        budget,
+        cap=budget.fan_out_messages,
+        subscribers=FAN_OUT,
+        publishers=FAN_OUT_PUBLISHERS,
+    )
+    return Result([("fan-out-1000-concurrent", rate, "deliveries/s")], note)
+
+
+async def many_channels(adapter: Any, budget: Budget) -> Result:
+    """one-to-one while the process follows FOLLOWED - 1 other, silent channels."""
+    rate, note = await throughput(adapter, budget, cap=budget.messages, followed=FOLLOWED - 1)
+    return Result([("many-channels", rate, "msg/s")], note)
 
 
 async def payload_64k(adapter: Any, budget: Budget) -> Result:
@@ -221,11 +268,8 @@ async def idle_subscriber_memory(adapter: Any, budget: Budget) -> Result:
         gc.collect()
         after = rss_bytes()
     finally:
-        # Left IDLE_BATCH at a time, which is not measured: consecutive
-        # subscribers are on distinct channels, so no two race on one channel.
-        while subscriptions:
-            batch, subscriptions = subscriptions[-IDLE_BATCH:], subscriptions[:-IDLE_BATCH]
-            await asyncio.gather(*(s.__aexit__(None, None, None) for s in batch))
+        # Not measured; consecutive subscribers are on distinct channels.
+        await leave(subscriptions)
     return Result([("idle-subscriber-memory", (after - before) / count, "bytes/subscriber")])
 
 
@@ -307,6 +351,8 @@ SCENARIOS: dict[str, Callable[..., Awaitable[Result]]] = {
     "one-to-one": one_to_one,
     "concurrent-publish": concurrent_publish,
     "fan-out-1000": fan_out,
+    "fan-out-1000-concurrent": fan_out_concurrent,
+    "many-channels": many_channels,
     "cross-process-latency": cross_process_latency,
     "idle-subscriber-memory": idle_subscriber_memory,
     "payload-64k": payload_64k,

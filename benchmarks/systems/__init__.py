@@ -22,16 +22,24 @@ class System:
     baseline: str = "raw-redis-py"  # the bare client its ratios are taken against
 
 
+#: channels' in-memory layer walks every channel on each receive: quadratic.
+SMALL_ONLY = frozenset({"one-to-one", "fan-out-1000", "fan-out-1000-concurrent"})
+
 SYSTEMS = [
     System("raw-redis-py", "raw_redis:RawRedis"),
     # pg_notify payloads are limited to 8000 bytes.
     System("raw-psycopg", "raw_psycopg:RawPsycopg", ALL - {"payload-64k"}, baseline="raw-psycopg"),
+    System(
+        "raw-psycopg-durable",
+        "raw_psycopg:RawPsycopgDurable",
+        ALL - {"payload-64k"},
+        baseline="raw-psycopg",
+    ),
     System("encode-broadcaster", "encode_broadcaster:EncodeBroadcaster", python="peers"),
     System("channels-redis-core", "channels_layers:core"),
     System("channels-redis-pubsub", "channels_layers:pubsub"),
-    System(
-        "channels-inmemory", "channels_layers:inmemory", frozenset({"one-to-one", "fan-out-1000"})
-    ),
+    System("channels-postgres", "channels_postgres:postgres", baseline="raw-psycopg"),
+    System("channels-inmemory", "channels_layers:inmemory", SMALL_ONLY),
     # One process by definition: no cross-process scenario.
     System("django-broadcaster:memory", "ours:memory", ALL - {"cross-process-latency"}),
     System("django-broadcaster:redis", "ours:redis"),
@@ -39,6 +47,7 @@ SYSTEMS = [
     System("django-broadcaster:redis-stream", "ours:redis_stream"),
     System("django-broadcaster:postgres", "ours:postgres", baseline="raw-psycopg"),
     System("django-broadcaster:layer", "ours:layer"),
+    System("django-broadcaster:layer-postgres", "ours:layer_postgres", baseline="raw-psycopg"),
 ]
 
 BY_NAME = {system.name: system for system in SYSTEMS}

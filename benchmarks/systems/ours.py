@@ -15,8 +15,8 @@ OPTIONS: dict[str, Any] = {"MAX_QUEUE": 100_000}
 SIGNED = {**OPTIONS, "SIGNING_KEYS": ["benchmark-signing-key-0123456789"]}
 
 
-def _database(url: str) -> dict[str, str]:
-    """DATABASES entry for the benchmark database, so ``migrate`` creates our table."""
+def database(url: str = POSTGRES_URL) -> dict[str, str]:
+    """DATABASES entry for the benchmark database, so ``migrate`` creates the tables."""
     parts = urlsplit(url)
     return {
         "ENGINE": "django.db.backends.postgresql",
@@ -100,13 +100,23 @@ def redis_stream() -> Adapter:
 
 
 def postgres() -> Adapter:
-    return Ours(_configure("postgres.PostgresBackend", POSTGRES_URL, _database(POSTGRES_URL)))
+    return Ours(_configure("postgres.PostgresBackend", POSTGRES_URL, database()))
+
+
+def _layer() -> Adapter:
+    from django_broadcaster.layers import BroadcastChannelLayer  # ImportError: "not available"
+
+    # As for channels-redis-core: a capacity no scenario reaches (full channels drop).
+    return ChannelLayerAdapter(BroadcastChannelLayer(using="default", capacity=CAPACITY), "close")
 
 
 def layer() -> Adapter:
     """Our channel layer over the Redis pub/sub backend."""
     _configure("redis.RedisBackend", REDIS_URL)
-    from django_broadcaster.layers import BroadcastChannelLayer  # ImportError: "not available"
+    return _layer()
 
-    # As for channels-redis-core: a capacity no scenario reaches (full channels drop).
-    return ChannelLayerAdapter(BroadcastChannelLayer(using="default", capacity=CAPACITY), "close")
+
+def layer_postgres() -> Adapter:
+    """Our channel layer over the PostgreSQL backend."""
+    _configure("postgres.PostgresBackend", POSTGRES_URL, database())
+    return _layer()

@@ -1,4 +1,5 @@
-"""raw-psycopg: a bare psycopg 3 LISTEN/NOTIFY loop, the ceiling for PostgreSQL.
+"""raw-psycopg: a bare psycopg 3 LISTEN/NOTIFY loop, the ceiling for PostgreSQL;
+raw-psycopg-durable: the same storing each event, as a hand-written durable bus does.
 
 One connection sends ``pg_notify``; another LISTENs and reads ``notifies()``.
 ``notifies()`` holds the connection lock while it waits, so the reader is
@@ -14,6 +15,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from ..scenarios import channel_name
 from .base import POSTGRES_URL, Adapter, LocalFanout
 
 NOTIFY = "SELECT pg_notify(%s, %s)"
@@ -62,3 +64,38 @@ class RawPsycopg(Adapter):
             await asyncio.gather(self.reader, return_exceptions=True)
         await self.listener.close()
         await self.notifier.close()
+
+
+#: raw-psycopg-durable's table: what a hand-written durable bus keeps.
+DURABLE_TABLE = "bench_durable_events"
+CREATE = (
+    f"CREATE TABLE IF NOT EXISTS {DURABLE_TABLE} (id bigserial PRIMARY KEY,"
+    " channel text NOT NULL, payload text NOT NULL, created timestamptz NOT NULL DEFAULT now())"
+)
+# One statement, so one round trip and one transaction (autocommit): the
+# INSERT and the NOTIFY commit together or not at all.
+INSERT_NOTIFY = (
+    f"WITH stored AS (INSERT INTO {DURABLE_TABLE} (channel, payload) VALUES (%s, %s)"
+    " RETURNING channel, payload) SELECT pg_notify(channel, payload) FROM stored"
+)
+
+
+class RawPsycopgDurable(RawPsycopg):
+    """raw-psycopg, plus an ``INSERT`` of each event in the same transaction as its
+    ``NOTIFY`` (one statement): a hand-written bus that keeps its history,
+    committed durably as PostgreSQL does by default. The run's rows are deleted
+    at the end."""
+
+    async def start(self) -> None:
+        await super().start()
+        await self.notifier.execute(CREATE)
+
+    async def publish(self, channel: str, payload: str) -> None:
+        await self.notifier.execute(INSERT_NOTIFY, (channel, payload))
+
+    async def close(self) -> None:
+        prefix = channel_name("")
+        await self.notifier.execute(
+            f"DELETE FROM {DURABLE_TABLE} WHERE channel LIKE %s", (prefix + "%",)
+        )
+        await super().close()
