@@ -30,7 +30,8 @@ _DEADLINE = sql.SQL("clock_timestamp() + make_interval(secs => %(expiry)s)")
 #: wake-up: one row ``(id, _)`` when queued, none when full.
 ENQUEUE = sql.SQL(
     "WITH lock AS MATERIALIZED (SELECT pg_advisory_xact_lock({cls}::int4, %(key)s::int4)), "
-    "live AS MATERIALIZED (SELECT count(*) AS n FROM {queue}, lock WHERE {live}), "
+    "live AS MATERIALIZED (SELECT count(*) AS n FROM"
+    " (SELECT 1 FROM {queue}, lock WHERE {live} LIMIT %(capacity)s) AS counted), "
     "item AS (INSERT INTO {queue} (queue, payload, deadline)"
     " SELECT %(queue)s, %(payload)b, {deadline} FROM live WHERE n < %(capacity)s RETURNING id), "
     "wake AS (INSERT INTO {table} (channel, payload) SELECT %(queue)s, %(wake)b FROM item"
