@@ -122,8 +122,8 @@ class RedisCluster:
         return masters
 
     def master_of(self, key: str) -> RedisServer:
-        """The node serving ``key``'s slot now."""
-        with self.nodes[0].client() as client:
+        """The node serving ``key``'s slot now (as the first running node sees it)."""
+        with next(n for n in self.nodes if n.process is not None).client() as client:
             slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
             for start, end, master, *_ in client.execute_command("CLUSTER", "SLOTS"):  # type: ignore[no-untyped-call]
                 if int(start) <= slot <= int(end):

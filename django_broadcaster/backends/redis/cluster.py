@@ -8,7 +8,8 @@ its first command: connections grow with the nodes, not with the channels.
 
 `ClusterConnections.execute` sends every command to the master of its key's
 slot, one round trip per node, the nodes in parallel, and follows ``MOVED``
-(refreshing the map) and ``ASK`` (``ASKING`` first) a few times. A node's
+(refreshing the map) and ``ASK`` (``ASKING`` first) a few times; ``SCRIPT``
+commands go to every master. A node's
 connection failing, or a cluster answering ``CLUSTERDOWN``, raises one of the
 backends' ``connection_errors``: the hub reconnects, as after a restart.
 """
@@ -45,6 +46,8 @@ def key_of(command: Sequence[Any]) -> Any:
         return command[3]  # EVAL script numkeys key ...
     if name == "XINFO":
         return command[2]  # XINFO STREAM key
+    if name == "XREAD":
+        return command[list(command).index("STREAMS") + 1]  # XREAD ... STREAMS key ...
     return command[1]
 
 
@@ -160,7 +163,12 @@ class ClusterConnections(RedisConnections):
         if not self._connected:
             raise ConnectionClosed(f"{self._name} is not connected")
         replies: list[Any] = [None] * len(commands)
-        todo = {index: self.owner_of(key_of(command)) for index, command in enumerate(commands)}
+        todo: dict[int, Address] = {}
+        for index, command in enumerate(commands):
+            if str(command[0]).upper() == "SCRIPT":
+                replies[index] = await self._on_every_master(command)
+            else:
+                todo[index] = self.owner_of(key_of(command))
         asking: set[int] = set()
         for _ in range(REDIRECTIONS):
             groups: dict[Address, list[int]] = {}
@@ -195,6 +203,16 @@ class ClusterConnections(RedisConnections):
             if not todo:
                 break
         return replies
+
+    async def _on_every_master(self, command: tuple[Any, ...]) -> Any:
+        """Run a keyless command (``SCRIPT LOAD``) on every master; the first error
+        reply, or the last reply."""
+        reply: Any = None
+        for address in dict.fromkeys(a for a in self._slots if a is not None):
+            (reply,) = await (await self.node(address)).execute(command)
+            if isinstance(reply, Exception):
+                return reply
+        return reply
 
     async def _on_node(
         self,
