@@ -12,6 +12,7 @@ import psycopg
 from django.core.checks import CheckMessage
 
 from ..base import BackendConfig, BaseBackend, RawEvent
+from ..liveness import LIVENESS_INTERVAL
 from . import configuration, deployment, queues, statements
 from .connections import Connection, Connector, shut
 from .envelope import event_number
@@ -31,7 +32,8 @@ class PostgresBackend(BaseBackend):
     ``LOCATION`` is a ``DATABASES`` alias (empty: ``"default"``) or a
     ``postgresql://`` URL. ``OPTIONS``: ``HISTORY_SIZE`` (events kept per
     channel) and ``HISTORY_MAX_AGE`` (seconds), either may be ``None``;
-    ``SYNCHRONOUS_COMMIT`` (``False``: publishing does not wait for the WAL flush).
+    ``SYNCHRONOUS_COMMIT`` (``False``: publishing does not wait for the WAL flush);
+    ``LIVENESS_INTERVAL`` (seconds of silence before the ``LISTEN`` connection is probed).
     """
 
     supports_history = True
@@ -40,6 +42,7 @@ class PostgresBackend(BaseBackend):
         "HISTORY_SIZE": 1000,
         "HISTORY_MAX_AGE": 86400,
         "SYNCHRONOUS_COMMIT": True,
+        "LIVENESS_INTERVAL": LIVENESS_INTERVAL,
     }
     connection_errors: ClassVar[tuple[type[BaseException], ...]] = (
         psycopg.OperationalError,
@@ -58,7 +61,13 @@ class PostgresBackend(BaseBackend):
         self._retained = statements.retained(max_age)
         self._connector = Connector(self.alias, self.location, repr(self))
         self._retention = Retention(size, max_age)
-        self._listener = Listener(self.alias, self._prefix, self._connector, size, max_age)
+        self._listener = Listener(
+            self.alias,
+            self._prefix,
+            self._connector,
+            max_age,
+            self.options["LIVENESS_INTERVAL"],
+        )
         #: The connection that publishes, reads history and prunes (open between
         #: connect() and close()).
         self._pub: Connection | None = None

@@ -19,6 +19,7 @@ from psycopg.conninfo import conninfo_to_dict
 from ...masking import mask_password, redact
 from ...options import is_seconds, is_whole_number, option_error
 from ..base import location_error
+from ..liveness import check_liveness_interval
 
 URL_SCHEMES = ("postgresql", "postgres")
 
@@ -80,8 +81,9 @@ def _check_url(location: str) -> None:
 
 
 def check_options(options: Mapping[str, Any]) -> None:
-    """Raise `ConfigError` (``E006``) for a bad ``HISTORY_SIZE``, ``HISTORY_MAX_AGE``
-    or ``SYNCHRONOUS_COMMIT``, or for a history bounded by neither count nor age."""
+    """Raise `ConfigError` (``E006``) for a bad ``HISTORY_SIZE``, ``HISTORY_MAX_AGE``,
+    ``SYNCHRONOUS_COMMIT`` or ``LIVENESS_INTERVAL``, or for a history bounded by neither
+    count nor age."""
     size, age = options.get("HISTORY_SIZE"), options.get("HISTORY_MAX_AGE")
     if size is not None and not is_whole_number(size, 1):
         raise option_error("HISTORY_SIZE", "a whole number >= 1 or None", size)
@@ -90,6 +92,7 @@ def check_options(options: Mapping[str, Any]) -> None:
     synchronous = options.get("SYNCHRONOUS_COMMIT", True)
     if not isinstance(synchronous, bool):
         raise option_error("SYNCHRONOUS_COMMIT", "True or False", synchronous)
+    check_liveness_interval(options)
     if size is None and age is None:
         raise option_error(
             "HISTORY_MAX_AGE",

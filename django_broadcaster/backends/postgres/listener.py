@@ -8,7 +8,11 @@ resumed channel's position, all in one transaction: every event committed
 before is in the table, every later one is notified. A notification only wakes
 the reader (anyone may ``NOTIFY``): what it hands out is read from the table,
 so a forged notification delivers nothing and moves no position. Per channel,
-events are handed out in id order and an id is never handed out twice.
+events are handed out in id order and an id is never handed out twice. After
+``OPTIONS["LIVENESS_INTERVAL"]`` seconds without a notification the connection
+is probed with ``SELECT 1``; it is taken for dead (a half-open link) when that,
+or the read of notified events, gets no reply within another interval: the hub
+reconnects and resumes.
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Collection, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -29,6 +33,8 @@ from .envelope import event_number, notified_id
 from .names import ChannelNames, channel_names
 
 logger = logging.getLogger("django_broadcaster")
+
+T = TypeVar("T")
 
 #: Channels LISTENed (and locked) per transaction; keeps lock-table use small.
 LISTEN_CHUNK = 100
@@ -42,13 +48,13 @@ class Listener:
         alias: str,
         prefix: str,
         connector: Connector,
-        history_size: int | None,
         history_max_age: float | None,
+        liveness: float | None,
     ) -> None:
         self.alias = alias
+        self._liveness = liveness
         self._prefix = prefix
         self._connector = connector
-        self._size = history_size
         self._replay = statements.replay(history_max_age)
         #: The LISTEN connection: ``None`` until the first subscription after connecting.
         self.connection: Connection | None = None
@@ -141,7 +147,9 @@ class Listener:
                     {
                         "channels": [names[c].wire for c in starts],
                         "after": list(starts.values()),
-                        "limit": self._size,
+                        # Everything still in the table: an outage may span more
+                        # events than HISTORY_SIZE before a prune deletes them.
+                        "limit": None,
                     },
                 )
                 replay = await cursor.fetchall()
@@ -217,19 +225,51 @@ class Listener:
                     continue
                 task = asyncio.ensure_future(self._next_notifications(conn))
                 self._waiting = task
+                silent = False
                 try:
-                    await asyncio.wait((task,))
+                    await asyncio.wait((task,), timeout=self._liveness)
+                    silent = not task.done()
+                    if silent:
+                        task.cancel()
+                        await asyncio.wait((task,))
                 finally:
                     self._waiting = None
                     if not task.done():
                         task.cancel()
                 if task.cancelled():
-                    continue  # interrupted by subscribe(), unsubscribe() or close()
+                    if silent and not self._busy and not self._connector.stopped:
+                        await self._bounded(conn, conn.execute("SELECT 1"), "a liveness probe")
+                    continue  # else interrupted by subscribe(), unsubscribe() or close()
                 notes = task.result()
-                await self._ingest(conn, notes)
+                await self._bounded(conn, self._ingest(conn, notes), "reading notified events")
         events = list(self._inbox)
         self._inbox.clear()
         return events
+
+    async def _bounded(self, conn: Connection, statement: Awaitable[T], what: str) -> T:
+        """Await ``statement`` on ``conn``; when it gets no reply within
+        ``LIVENESS_INTERVAL``, shut ``conn`` and raise (the hub reconnects). Not
+        cancelled on timeout: psycopg would try to cancel it through the same dead link."""
+        if self._liveness is None:
+            return await statement
+        task = asyncio.ensure_future(statement)
+        try:
+            await asyncio.wait((task,), timeout=self._liveness)
+        except BaseException:
+            task.cancel()
+            raise
+        if not task.done():
+            await shut(conn, 0.0)  # the statement fails at once
+            await asyncio.wait((task,), timeout=1.0)
+            task.cancel()
+            with suppress(BaseException):
+                await task
+            raise psycopg.OperationalError(
+                f"the LISTEN connection of {self.alias!r} is taken for dead: no reply to "
+                f"{what} within {self._liveness:g}s"
+            )
+        async with self._connector.errors():
+            return task.result()
 
     @staticmethod
     async def _next_notifications(conn: Connection) -> list[psycopg.Notify]:

@@ -3,7 +3,9 @@
 One pub/sub connection, opened at the first subscription, carries every
 channel. Replies confirming SUBSCRIBE/UNSUBSCRIBE arrive on it between the
 messages, so exactly one task reads it at a time: the reader's `receive`, or
-a `subscribe` waiting for its confirmation while nobody else reads.
+a `subscribe` waiting for its confirmation while nobody else reads. A
+`Watchdog` sends ``PING`` on it after ``OPTIONS["LIVENESS_INTERVAL"]`` seconds of
+silence and drops it when that goes unanswered (a half-open link).
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..base import BackendConfig, RawEvent
+from ..liveness import LIVENESS_INTERVAL, Watchdog, check_liveness_interval
 from .connection import ConnectionClosed, RedisBackendBase, discard
 from .queues import RedisQueues
 from .wire import key_error
@@ -25,7 +29,7 @@ from .wire import key_error
 class _Link:
     """The pub/sub connection, who is reading it, and the confirmations still due."""
 
-    def __init__(self, connection: AbstractConnection) -> None:
+    def __init__(self, connection: AbstractConnection, liveness: float | None) -> None:
         self.connection = connection
         self.failed: BaseException | None = None
         self.reading = False
@@ -33,9 +37,22 @@ class _Link:
         # Per command sent, in order: [confirmations still due, future or None].
         self.expected: deque[list[Any]] = deque()
         self.send_lock = asyncio.Lock()
+        self.watchdog = Watchdog(liveness, self.ping, self.dead)
+        self.watchdog.start()
+
+    async def ping(self) -> None:
+        """The liveness probe (its reply, ``pong``, is read and skipped by the reader)."""
+        async with self.send_lock:
+            await self.connection.send_command("PING")
+
+    async def dead(self, reason: str) -> None:
+        """The watchdog's verdict: fail the link and drop the connection under the reader."""
+        self.fail(RedisTimeoutError(f"the pub/sub connection is taken for dead: {reason}"))
+        await discard(self.connection)
 
     def fail(self, exc: BaseException) -> None:
         """Mark the link unusable; every command waiting for confirmation fails."""
+        self.watchdog.stop()
         if self.failed is None:
             self.failed = exc
         expected, self.expected = self.expected, deque()
@@ -85,6 +102,10 @@ class RedisBackend(RedisQueues, RedisBackendBase):
     """Redis pub/sub: one connection carries every channel; no history (at-most-once)."""
 
     supports_history = False
+    default_options: ClassVar[Mapping[str, Any]] = {
+        **RedisBackendBase.default_options,
+        "LIVENESS_INTERVAL": LIVENESS_INTERVAL,
+    }
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
@@ -93,6 +114,11 @@ class RedisBackend(RedisQueues, RedisBackendBase):
         self._inbox: deque[RawEvent] = deque()
         self._idle: asyncio.Future[None] | None = None
         self._link_lock = asyncio.Lock()
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        super().check_options(options)
+        check_liveness_interval(options)
 
     async def close(self) -> None:
         link, self._link = self._link, None
@@ -114,7 +140,7 @@ class RedisBackend(RedisQueues, RedisBackendBase):
             if not self.connections.is_open:
                 await discard(connection)
                 raise ConnectionClosed(f"{self.alias!r} was closed")
-            self._link = link = _Link(connection)
+            self._link = link = _Link(connection, self.options["LIVENESS_INTERVAL"])
             idle, self._idle = self._idle, None
             if idle is not None and not idle.done():
                 idle.set_result(None)
@@ -203,13 +229,17 @@ class RedisBackend(RedisQueues, RedisBackendBase):
         except asyncio.CancelledError:
             raise  # the parsers resume a partly read reply on the next read
         except BaseException as exc:
+            dead = link.failed  # set by the watchdog, which dropped the connection
             link.fail(exc)
+            if isinstance(dead, RedisTimeoutError):
+                raise dead from None
             raise
         finally:
             link.reading = False
             done, link.read_done = link.read_done, None
             if done is not None and not done.done():
                 done.set_result(None)
+        link.watchdog.heard()
         if not isinstance(reply, list) or not reply:
             return
         kind = reply[0]
