@@ -25,6 +25,9 @@ class System:
 #: channels' in-memory layer walks every channel on each receive: quadratic.
 SMALL_ONLY = frozenset({"one-to-one", "fan-out-1000", "fan-out-1000-concurrent"})
 
+#: The rows of the cluster systems (they need BENCH_REDIS_CLUSTER_URL).
+CLUSTER_ROWS = frozenset({"one-to-one", "fan-out-1000", "concurrent-publish"})
+
 SYSTEMS = [
     System("raw-redis-py", "raw_redis:RawRedis"),
     # pg_notify payloads are limited to 8000 bytes.
@@ -46,6 +49,8 @@ SYSTEMS = [
     System("django-broadcaster:redis-signed", "ours:redis_signed"),
     System("django-broadcaster:redis-stream", "ours:redis_stream"),
     System("django-broadcaster:postgres", "ours:postgres", baseline="raw-psycopg"),
+    System("django-broadcaster:redis-cluster", "ours:redis_cluster", CLUSTER_ROWS),
+    System("django-broadcaster:redis-stream-cluster", "ours:redis_stream_cluster", CLUSTER_ROWS),
     System("django-broadcaster:layer", "ours:layer"),
     System("django-broadcaster:layer-postgres", "ours:layer_postgres", baseline="raw-psycopg"),
 ]

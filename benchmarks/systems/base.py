@@ -15,6 +15,9 @@ from typing import Any
 # to point the whole run elsewhere (loopback only on the shared machines).
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+#: A node of a Redis Cluster for the "-cluster" rows (none runs by default: start
+#: one with ``python -m benchmarks.cluster`` and export what it prints).
+REDIS_CLUSTER_URL = os.environ.get("BENCH_REDIS_CLUSTER_URL", "")
 
 
 class Unavailable(Exception):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from .base import POSTGRES_URL, REDIS_URL, Adapter, Unavailable
+from .base import POSTGRES_URL, REDIS_CLUSTER_URL, REDIS_URL, Adapter, Unavailable
 from .channels_layers import CAPACITY, ChannelLayerAdapter
 
 BACKENDS = "django_broadcaster.backends."
@@ -97,6 +97,22 @@ def redis_signed() -> Adapter:
 
 def redis_stream() -> Adapter:
     return Ours(_configure("redis.RedisStreamBackend", REDIS_URL))
+
+
+def _cluster(backend: str) -> Adapter:
+    if not REDIS_CLUSTER_URL:
+        raise Unavailable("not available: set BENCH_REDIS_CLUSTER_URL to a Redis Cluster node")
+    return Ours(_configure(backend, REDIS_CLUSTER_URL, options={**OPTIONS, "CLUSTER": True}))
+
+
+def redis_cluster() -> Adapter:
+    """Redis pub/sub on Redis Cluster (sharded pub/sub)."""
+    return _cluster("redis.RedisBackend")
+
+
+def redis_stream_cluster() -> Adapter:
+    """Redis Streams on Redis Cluster."""
+    return _cluster("redis.RedisStreamBackend")
 
 
 def postgres() -> Adapter:
