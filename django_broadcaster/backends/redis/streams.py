@@ -1,17 +1,18 @@
 """`RedisStreamBackend`: one Redis Stream per channel, trimmed to about ``MAXLEN``.
 
-Publishing is ``XADD ... MAXLEN ~ N``, with the key's time to live refreshed
-in the same step (``IDLE_RETENTION``); event ids are stream ids, so history,
-``since=`` and resuming after a reconnect come from the stream. One reader
-keeps a blocking ``XREAD`` on every subscribed stream on a connection of its
-own, opened when there is something to read; a subscription made while it
-blocks wakes it with ``CLIENT UNBLOCK`` (or, where ACLs forbid that, the
-reader polls).
+Publishing is ``XADD ... MAXLEN ~ N`` in a script that also refreshes the key's
+time to live (``IDLE_RETENTION``) and publishes a wake-up for the stream's
+readers (see ``stream_wakes``); event ids are stream ids, so history,
+``since=`` and resuming after a reconnect come from the stream. One reader per
+backend instance follows every subscribed stream: a pub/sub connection tells
+it which streams changed, and it reads those alone with a non-blocking
+``XREAD`` on a second connection of its own, from the last id it read of each.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar
@@ -27,19 +28,23 @@ from . import stream_ids
 from .connection import ConnectionClosed, RedisBackendBase, discard
 from .publishing import FIELD, StreamPublisher
 from .queues import RedisQueues
-from .wire import key_error, raise_errors, text
+from .stream_wakes import WAKE_NAMESPACE, WakeLink
+from .wire import key_error, raise_errors, round_trip, text
 
 logger = logging.getLogger("django_broadcaster")
 
-#: Entries one XREAD returns per stream at most.
+#: Entries one XREAD returns per stream at most (a stream that gives that many
+#: is read again at once).
 XREAD_COUNT = 100
-#: How long one XREAD blocks on the server (ms); the reader re-issues it.
-XREAD_BLOCK_MS = 5000
-#: The same when CLIENT UNBLOCK is not permitted (ACLs, managed Redis): the
-#: reader then notices newly subscribed streams by polling this often.
-XREAD_POLL_MS = 100
-#: Extra time for an XREAD reply before the connection is taken for dead.
+#: Streams one XREAD reads at most (after a reconnect every followed stream is
+#: read once, in XREADs of this many).
+XREAD_STREAMS = 500
+#: Seconds an XREAD reply may take before the connection is taken for dead.
 XREAD_GRACE = 5.0
+#: The cluster backend's readers block in XREAD this long (ms), or poll this
+#: often where CLIENT UNBLOCK is refused.
+XREAD_BLOCK_MS = 5000
+XREAD_POLL_MS = 100
 #: Entries per XRANGE when history reads a whole stream.
 HISTORY_PAGE = 1000
 
@@ -61,11 +66,11 @@ class RedisStreamBackend(RedisQueues, RedisBackendBase):
         )
         self._streams: dict[str, str] = {}  # subscribed stream keys -> last id read
         self._channels: dict[str, str] = {}  # subscribed stream keys -> channel names
-        self._generation = 0  # bumped whenever the set of streams changes
-        self._reader: AbstractConnection | None = None
-        self._reader_id: int | None = None
-        self._reading: int | None = None  # generation of the XREAD in flight
-        self._can_unblock: bool | None = None
+        self._wakes: dict[bytes, str] = {}  # their wake-up names -> stream keys
+        self._dirty: set[str] = set()  # stream keys to read
+        self._link: WakeLink | None = None
+        self._link_lock = asyncio.Lock()
+        self._fetch: AbstractConnection | None = None  # the reader's XREAD connection
         self._idle: asyncio.Future[None] | None = None
 
     @classmethod
@@ -79,48 +84,38 @@ class RedisStreamBackend(RedisQueues, RedisBackendBase):
     # -- connection ----------------------------------------------------------
 
     async def close(self) -> None:
-        reader, self._reader, self._reader_id = self._reader, None, None
+        link, self._link = self._link, None
+        fetch, self._fetch = self._fetch, None
         self._streams.clear()
         self._channels.clear()
+        self._wakes.clear()
+        self._dirty.clear()
         idle, self._idle = self._idle, None
         if idle is not None and not idle.done():
             idle.set_exception(ConnectionClosed(f"{self.alias!r} was closed"))
-        await self.connections.close(reader)
+        await self.connections.close(link.connection if link is not None else None, fetch)
 
-    async def _open_reader(self) -> AbstractConnection:
-        """The reading connection, opened when there is a stream to read, and again
-        after a cancelled XREAD (whose reply may still be due on the old one)."""
+    async def _open(self) -> AbstractConnection:
+        """A connection of the reader's own, refused once the backend is closed."""
         connection = await self.connections.open_dedicated()
-        try:
-            await connection.send_command("CLIENT", "ID")
-            reply = await connection.read_response(timeout=XREAD_GRACE)
-            if reply is None:
-                raise RedisTimeoutError(f"no reply to CLIENT ID within {XREAD_GRACE:.0f}s")
-            reader_id = int(reply)
-            if self._can_unblock is None:
-                await self._probe_unblock(reader_id)
-            if not self.connections.is_open:
-                raise ConnectionClosed(f"{self.alias!r} was closed")
-        except BaseException:
+        if not self.connections.is_open:
             await discard(connection)
-            raise
-        self._reader, self._reader_id = connection, reader_id
+            raise ConnectionClosed(f"{self.alias!r} was closed")
         return connection
 
-    async def _probe_unblock(self, reader_id: int) -> None:
-        try:
-            raise_errors(await self.connections.execute(("CLIENT", "UNBLOCK", reader_id)))
-        except ResponseError as exc:
-            self._can_unblock = False
-            logger.info(
-                "broadcast backend %r cannot use CLIENT UNBLOCK (%s); its Streams reader "
-                "polls every %d ms for newly subscribed channels instead",
-                self.alias,
-                exc,
-                XREAD_POLL_MS,
-            )
-        else:
-            self._can_unblock = True
+    async def _ensure_link(self) -> WakeLink:
+        """The wake-up connection, opened at the first subscription after `connect`."""
+        async with self._link_lock:
+            if self._link is None:
+                self._link = WakeLink(await self._open())
+                idle, self._idle = self._idle, None
+                if idle is not None and not idle.done():
+                    idle.set_result(None)
+            return self._link
+
+    def wake_name(self, channel: str) -> str:
+        """The pub/sub channel on which publishes on ``channel`` wake its readers."""
+        return self.wire_name(WAKE_NAMESPACE + channel)
 
     # -- traffic -------------------------------------------------------------
 
@@ -133,18 +128,25 @@ class RedisStreamBackend(RedisQueues, RedisBackendBase):
     def wake_commands(self, queue: str, wake: bytes, ttl_ms: int) -> list[tuple[Any, ...]]:
         # A wake-up stream needs no past: one entry, gone with the queue.
         key = self.wire_name(queue)
-        return [("XADD", key, "MAXLEN", "1", "*", FIELD, wake), ("PEXPIRE", key, ttl_ms)]
+        return [
+            ("XADD", key, "MAXLEN", "1", "*", FIELD, wake),
+            ("PEXPIRE", key, ttl_ms),
+            ("PUBLISH", self.wake_name(queue), b""),
+        ]
 
     async def publish_many(
         self, events: Sequence[tuple[str, bytes]]
     ) -> list[str | Exception | None]:
-        entries = [(self.wire_name(channel), payload) for channel, payload in events]
+        entries = [
+            (self.wire_name(channel), self.wake_name(channel), payload)
+            for channel, payload in events
+        ]
         replies = await self._publisher.send(entries)
         return [
             key_error("publish on", channel, key, reply)
             if isinstance(reply, Exception)
             else text(reply)
-            for (channel, _), (key, _), reply in zip(events, entries, replies, strict=True)
+            for (channel, _), (key, _, _), reply in zip(events, entries, replies, strict=True)
         ]
 
     async def subscribe(self, positions: Mapping[str, str | None]) -> Mapping[str, str]:
@@ -170,86 +172,82 @@ class RedisStreamBackend(RedisQueues, RedisBackendBase):
                     reply = None  # not a stream: the reader logs it and leaves it alone
                 entries = _entries(reply)
                 starts[key] = entries[0][0] if entries else "0-0"
+        link = await self._ensure_link()
         self._streams.update(starts)
         self._channels.update(keys)
-        self._generation += 1
-        idle, self._idle = self._idle, None
-        if idle is not None and not idle.done():
-            idle.set_result(None)
-        await self._wake_reader()
+        wakes = {self.wake_name(channel).encode(): key for key, channel in keys.items()}
+        self._wakes.update(wakes)
+        # Each stream is read from its start once Redis confirms its SUBSCRIBE.
+        await link.send("SUBSCRIBE", list(wakes))
         # The baselines: the hub resumes these channels from there after a reconnect.
         return {keys[key]: starts[key] for key in unknown}
 
-    async def _wake_reader(self) -> None:
-        """Make an XREAD blocked on the old set of streams return, so the reader
-        re-issues it with the new set."""
-        generation = self._generation
-        for attempt in range(20):
-            if self._reading is None or self._reading >= generation:
-                return  # no XREAD in flight, or it already covers the new streams
-            if not self._can_unblock or self._reader_id is None:
-                return  # the reader polls every XREAD_POLL_MS
-            (unblocked,) = await self.connections.execute(("CLIENT", "UNBLOCK", self._reader_id))
-            if isinstance(unblocked, ResponseError):
-                self._can_unblock = False  # ACLs changed: poll from now on
-                return
-            if unblocked:
-                return
-            # Not blocked yet (the XREAD is on its way) or just answered: look again.
-            await asyncio.sleep(0.001 * attempt)
-
     async def unsubscribe(self, channels: Collection[str]) -> None:
-        # The XREAD in flight may still return entries of these streams; they are
-        # dropped by key. No need to wake the reader.
+        # Entries of these streams still being read are dropped by key.
+        names = []
         for channel in channels:
             key = self.wire_name(channel)
             self._streams.pop(key, None)
             self._channels.pop(key, None)
-        self._generation += 1
+            self._dirty.discard(key)
+            name = self.wake_name(channel).encode()
+            self._wakes.pop(name, None)
+            names.append(name)
+        link = self._link
+        if names and link is not None and link.failed is None:
+            await link.send("UNSUBSCRIBE", names)
 
     async def receive(self) -> Sequence[RawEvent]:
         while True:
             if not self.connections.is_open:
                 raise ConnectionClosed(f"{self.alias!r} is closed")
-            if not self._streams:
+            if self._dirty:
+                events = await self._read_streams()
+                if events:
+                    return events
+                continue
+            link = self._link
+            if link is None:
+                # Nothing subscribed yet: wait for the first subscribe() (or close()).
                 if self._idle is None:
                     self._idle = asyncio.get_running_loop().create_future()
                 await self._idle
                 continue
-            reader = self._reader or await self._open_reader()
-            keys = list(self._streams)
-            if not keys:
-                continue  # all unsubscribed while the connection opened
-            starts = [self._streams[key] for key in keys]
-            block = XREAD_BLOCK_MS if self._can_unblock else XREAD_POLL_MS
-            self._reading = self._generation
-            try:
-                await reader.send_command(
-                    "XREAD", "COUNT", XREAD_COUNT, "BLOCK", block, "STREAMS", *keys, *starts
-                )
-                reply = await asyncio.wait_for(
-                    reader.read_response(disconnect_on_error=False), block / 1000 + XREAD_GRACE
-                )
-            except ResponseError:
-                # The connection is fine; a key is wrong (WRONGTYPE: not a stream).
-                if not await self._drop_foreign_keys(keys):
-                    raise
-                continue
-            except BaseException as exc:
-                # A reply may still be due on this connection: never reuse it.
-                if self._reader is reader:
-                    self._reader, self._reader_id = None, None
-                await discard(reader)
-                if isinstance(exc, asyncio.TimeoutError):
-                    raise RedisTimeoutError(
-                        f"no reply to XREAD within {block / 1000 + XREAD_GRACE:.0f}s"
-                    ) from None
-                raise
-            finally:
-                self._reading = None
-            events = self._collect(reply)
-            if events:
-                return events
+            wakes = self._wakes
+            for name in await link.woken():
+                key = wakes.get(name)
+                if key is not None:
+                    self._dirty.add(key)
+
+    async def _read_streams(self) -> list[RawEvent]:
+        """Read the streams woken (up to XREAD_STREAMS of them) from their positions."""
+        dirty = self._dirty
+        batch = list(itertools.islice(dirty, XREAD_STREAMS))
+        dirty.difference_update(batch)
+        keys = [key for key in batch if key in self._streams]  # not unsubscribed meanwhile
+        if not keys:
+            return []
+        fetch = self._fetch or await self._open()
+        self._fetch = fetch
+        starts = [self._streams[key] for key in keys]
+        command = ("XREAD", "COUNT", XREAD_COUNT, "STREAMS", *keys, *starts)
+        try:
+            (reply,) = await asyncio.wait_for(round_trip(fetch, [command]), XREAD_GRACE)
+        except BaseException as exc:
+            # A reply may still be due on this connection: never reuse it.
+            if self._fetch is fetch:
+                self._fetch = None
+            await discard(fetch)
+            if isinstance(exc, asyncio.TimeoutError):
+                raise RedisTimeoutError(f"no reply to XREAD within {XREAD_GRACE:.0f}s") from None
+            raise
+        if isinstance(reply, ResponseError):
+            # The connection is fine; a key is wrong (WRONGTYPE: not a stream).
+            if not await self._drop_foreign_keys(keys):
+                raise reply
+            dirty.update(key for key in keys if key in self._streams)
+            return []
+        return self._collect(reply)
 
     async def _drop_foreign_keys(self, keys: list[str]) -> bool:
         """Stop reading keys that hold something else than a stream (another
@@ -281,12 +279,15 @@ class RedisStreamBackend(RedisQueues, RedisBackendBase):
             if last is None or channel is None:
                 continue  # unsubscribed meanwhile
             after = order(last)
-            for entry_id, payload in _entries(entries):
+            read = _entries(entries)
+            for entry_id, payload in read:
                 # Skip what a re-subscription (with a later start) already covers.
                 if order(entry_id) > after:
                     events.append(RawEvent(channel, payload, entry_id))
                     last = entry_id
             self._streams[key] = last
+            if len(read) >= XREAD_COUNT:
+                self._dirty.add(key)  # there may be more
         return events
 
     async def history(
