@@ -18,8 +18,7 @@ from django_broadcaster import Broadcast, InvalidChannelName
 from django_broadcaster.events import RESERVED_PREFIX, validate_channel_name
 from django_broadcaster.http import EventStreamResponse
 from django_broadcaster.layers import BroadcastChannelLayer
-from django_broadcaster.layers.feed import QUEUE_TOPIC
-from django_broadcaster.layers.loop_state import PROCESS_TOPIC, client_of
+from django_broadcaster.layers.names import PROCESS_TOPIC, QUEUE_TOPIC, client_of
 
 from .support.backends import make_bus
 

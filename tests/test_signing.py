@@ -24,7 +24,7 @@ from django_broadcaster import Broadcast
 from django_broadcaster.backends.memory import MemoryBackend
 from django_broadcaster.backends.postgres import HISTORY_TABLE
 from django_broadcaster.layers import BroadcastChannelLayer
-from django_broadcaster.layers.loop_state import PROCESS_TOPIC, client_of
+from django_broadcaster.layers.names import PROCESS_TOPIC, client_of
 from django_broadcaster.signing import MARK, Signer
 
 from .support.backends import REDIS_URL, make_bus

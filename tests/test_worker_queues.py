@@ -12,6 +12,7 @@ import json
 import random
 import sys
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from asgiref.sync import async_to_sync
 from channels.exceptions import ChannelFull
 from django.conf import settings
 
-from django_broadcaster import QueuesNotSupported
+from django_broadcaster import Broadcast, QueuesNotSupported
 from django_broadcaster.config import create_broadcast
 from django_broadcaster.layers import BroadcastChannelLayer
 
@@ -41,6 +42,16 @@ def shared_entry(backend_name: str) -> dict[str, Any]:
         db = settings.DATABASES["default"]
         entry["LOCATION"] = f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     return entry
+
+
+@pytest.fixture
+async def hosts(backend_name: str) -> AsyncIterator[list[Broadcast]]:
+    """Two fronts on one engine and prefix, as two hosts would have; closed after."""
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    fronts = [make_bus(backend_name, KEY_PREFIX=prefix) for _ in range(2)]
+    yield fronts
+    for front in fronts:
+        await front.aclose()
 
 
 async def start_worker(entry: dict[str, Any], channel: str) -> asyncio.subprocess.Process:
@@ -145,12 +156,9 @@ async def test_receivers_cancelled_at_random_lose_and_repeat_nothing(backend_nam
 
 
 async def test_a_message_sent_while_nobody_receives_waits_for_a_receiver(
-    backend_name: str,
+    hosts: list[Broadcast],
 ) -> None:
-    prefix = f"t{uuid.uuid4().hex[:12]}"
-    web, worker = (
-        BroadcastChannelLayer(using=make_bus(backend_name, KEY_PREFIX=prefix)) for _ in range(2)
-    )
+    web, worker = (BroadcastChannelLayer(using=front) for front in hosts)
     await web.send("thumbnails", {"type": "thumbnail.make", "id": 1})
     await asyncio.sleep(0.2)  # nobody receives yet
     assert (await receive(worker, "thumbnails"))["id"] == 1
@@ -159,17 +167,12 @@ async def test_a_message_sent_while_nobody_receives_waits_for_a_receiver(
     await worker.close()
 
 
-async def test_capacity_is_shared_by_every_sender(backend_name: str) -> None:
+async def test_capacity_is_shared_by_every_sender(hosts: list[Broadcast]) -> None:
     """channels_redis's test_send_capacity and test_send_specific_capacity, with the
     senders on two hosts."""
-    prefix = f"t{uuid.uuid4().hex[:12]}"
     a, b = (
-        BroadcastChannelLayer(
-            using=make_bus(backend_name, KEY_PREFIX=prefix),
-            capacity=3,
-            channel_capacity={"tiny": 1},
-        )
-        for _ in range(2)
+        BroadcastChannelLayer(using=front, capacity=3, channel_capacity={"tiny": 1})
+        for front in hosts
     )
     await a.send("test-channel-1", {"type": "m", "n": 1})
     await b.send("test-channel-1", {"type": "m", "n": 2})
@@ -185,10 +188,10 @@ async def test_capacity_is_shared_by_every_sender(backend_name: str) -> None:
     await b.close()
 
 
-async def test_the_earliest_message_expires_first(backend_name: str) -> None:
+async def test_the_earliest_message_expires_first(hosts: list[Broadcast]) -> None:
     """channels_redis's test_message_expiry__earliest_message_expires and
     __all_messages_under_expiration_time, on a normal channel."""
-    layer = BroadcastChannelLayer(using=make_bus(backend_name), expiry=0.6)
+    layer = BroadcastChannelLayer(using=hosts[0], expiry=0.6)
     await layer.send("exp", {"type": "m", "n": 1})
     await asyncio.sleep(0.4)
     await layer.send("exp", {"type": "m", "n": 2})
@@ -199,13 +202,10 @@ async def test_the_earliest_message_expires_first(backend_name: str) -> None:
     await layer.close()
 
 
-async def test_a_receiver_that_stops_gives_its_message_back(backend_name: str) -> None:
+async def test_a_receiver_that_stops_gives_its_message_back(hosts: list[Broadcast]) -> None:
     """A message handed to a ``receive()`` cancelled before it ran goes back to the
     head of the queue, so another receiver (here: on another host) gets it."""
-    prefix = f"t{uuid.uuid4().hex[:12]}"
-    a, b = (
-        BroadcastChannelLayer(using=make_bus(backend_name, KEY_PREFIX=prefix)) for _ in range(2)
-    )
+    a, b = (BroadcastChannelLayer(using=front) for front in hosts)
     for round_ in range(20):
         task = asyncio.ensure_future(a.receive("handover"))
         await asyncio.sleep(0.01)
@@ -223,12 +223,14 @@ async def test_a_receiver_that_stops_gives_its_message_back(backend_name: str) -
 
 def test_sync_workers_through_async_to_sync(backend_name: str) -> None:
     """Sending and receiving a normal channel from sync code (threads, commands)."""
-    layer = BroadcastChannelLayer(using=make_bus(backend_name))
+    front = make_bus(backend_name)
+    layer = BroadcastChannelLayer(using=front)
     send, take = async_to_sync(layer.send), async_to_sync(layer.receive)
     for n in range(3):
         send("sync-jobs", {"type": "m", "n": n})
     assert [take("sync-jobs")["n"] for _ in range(3)] == [0, 1, 2]
     async_to_sync(layer.close)()
+    front.close()
 
 
 async def test_a_backend_without_queues_refuses_normal_channels_in_one_line() -> None:
@@ -256,7 +258,7 @@ def test_receive_is_a_coroutine_function_and_a_new_channel_waits() -> None:
     """channels_redis's test_proxied_methods_coroutine_check and test_receive_hang."""
     import inspect
 
-    layer = BroadcastChannelLayer(using=make_bus("memory"))
+    layer = BroadcastChannelLayer(using=make_bus("memory"))  # nothing to close: memory
     assert inspect.iscoroutinefunction(layer.send)
     assert inspect.iscoroutinefunction(layer.receive)
 

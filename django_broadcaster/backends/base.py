@@ -210,6 +210,12 @@ class BaseBackend:
             return True
         return self.id_order(retained[0].id) <= order <= self.id_order(retained[-1].id)
 
+    async def expire(self, channel: str, seconds: float) -> None:
+        """Let the engine drop everything ``channel`` retains ``seconds`` from now (``0``:
+        now), however long its history would last otherwise. The channel layer calls it
+        after publishing on a group or on its own channels, whose messages nobody needs
+        past the layer's ``expiry``. This default keeps the backend's own retention."""
+
     # -- work queues (optional: the channel layer's normal channel names) -----
 
     async def enqueue(

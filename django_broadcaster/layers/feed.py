@@ -21,16 +21,14 @@ from collections.abc import Sequence
 from contextlib import suppress
 from functools import partial
 
-from ..events import RESERVED_PREFIX
 from ..front import Broadcast
 from ..hub import Hub
 from .codec import Codec
 from .inbox import Inbox, Message
+from .names import QUEUE_TOPIC
 
 logger = logging.getLogger("django_broadcaster.layers")
 
-#: The work queue (and wake-up channel) of a normal channel: + its name.
-QUEUE_TOPIC = RESERVED_PREFIX + "layer:q:"
 #: Seconds between looks at a queue while receivers wait and no wake-up came.
 POLL = 1.0
 #: Seconds `Feed.close` lets a fetch in flight finish before cancelling it.

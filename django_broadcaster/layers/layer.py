@@ -31,7 +31,20 @@ from .checks import config_problems
 from .codec import Codec
 from .homes import Homes
 from .inbox import Message
-from .loop_state import PROCESS_TOPIC, LoopLayer, client_of
+from .loop_state import LoopLayer
+from .names import PROCESS_TOPIC, client_of
+
+#: The counters `BroadcastChannelLayer.status` adds up over event loops.
+STATUS_KEYS = (
+    "channels",
+    "groups",
+    "memberships",
+    "subscriptions",
+    "queued",
+    "dropped_full",
+    "expired",
+    "undecryptable",
+)
 
 
 class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
@@ -243,13 +256,15 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         ``broadcast.subscribe(group)`` (an encrypted layer's messages are tokens to it)."""
         self._check_message(message)
         self.require_valid_group_name(group)
-        if self._secrets:
-            await loops.on_lasting_loop(self._publish(group, message))
-        else:
-            await loops.on_lasting_loop(self._front().apublish(group, message))
+        await loops.on_lasting_loop(self._group_send(group, message))
 
-    async def _publish(self, topic: str, message: Message) -> None:
-        await self._state().publish(topic, message)
+    async def _group_send(self, group: str, message: Message) -> None:
+        state = self._state()
+        if self._secrets:
+            await state.publish(group, message)
+        else:
+            await state.front.apublish(group, message)
+            state.expiring.published(group)
 
     # -- flush extension and shutdown ------------------------------------------
 
@@ -281,11 +296,24 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
 
     def status(self) -> dict[str, int]:
         """Counters summed over event loops: channels, groups, memberships, subscriptions,
-        queued messages, messages dropped on full queues, expired messages and
-        messages dropped because they did not decrypt."""
+        queued messages, messages dropped on full queues, expired messages, messages
+        dropped because they did not decrypt, and messages parked by ``close()``."""
         states = self._states.values()
-        total = {"loops": len(states), **dict.fromkeys(LoopLayer.STATUS_KEYS, 0)}
+        total = {"loops": len(states), "parked": self._homes.parked}
+        total.update(dict.fromkeys(STATUS_KEYS, 0))
         for state in states:
-            for key, value in state.status().items():
-                total[key] = total.get(key, 0) + value
+            # May run on another thread than the state's: copy before iterating.
+            inboxes, groups = list(state.inboxes.values()), list(state.groups.values())
+            counts = {
+                "channels": len(inboxes),
+                "groups": len(groups),
+                "memberships": sum(len(members) for members in groups),
+                "subscriptions": sum(1 for sink in list(state.sinks.values()) if sink.confirmed),
+                "queued": sum(len(inbox.messages) for inbox in inboxes),
+                "dropped_full": state.dropped_full,
+                "expired": state.expired,
+                "undecryptable": state.codec.undecryptable,
+            }
+            for key, value in counts.items():
+                total[key] += value
         return total

@@ -20,19 +20,16 @@ from typing import Any, Protocol
 
 from channels.exceptions import ChannelFull
 
-from ..events import RESERVED_PREFIX, Event
+from ..events import Event
 from ..front import Broadcast
 from .codec import Codec
-from .feed import QUEUE_TOPIC, Feed
+from .expiring import Expiring
+from .feed import Feed
 from .inbox import Inbox, Message
+from .names import PROCESS_TOPIC, QUEUE_TOPIC, client_of
 from .sink import Handler, Sink
 
 logger = logging.getLogger("django_broadcaster.layers")
-
-# The layer's own broadcast channels are in the reserved namespace: the public
-# API refuses their names, so no caller-chosen channel name reaches them.
-#: The broadcast channel of one layer's process-specific channels on one loop: + client.
-PROCESS_TOPIC = RESERVED_PREFIX + "layer:p:"
 
 
 class LayerClosed(RuntimeError):
@@ -53,11 +50,6 @@ class Owner(Protocol):
 
     def park(self, channel: str, messages: Iterable[tuple[float, Message]]) -> None:
         """Keep the messages of a channel of a closing state for the next home."""
-
-
-def client_of(channel: str) -> str:
-    """The ``<client>`` of a process-specific name ``<prefix>.<client>!<token>``."""
-    return channel.partition("!")[0].rpartition(".")[2]
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
@@ -92,6 +84,7 @@ class LoopLayer:
         #: Inboxes without a pending receive(): the only ones the sweep looks at.
         self.idle: set[Inbox] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.expiring = Expiring(front, limits.expiry, loop)
         self.timer: asyncio.TimerHandle | None = None
         self.next_group_scan = 0.0
         self.wants_process_topic = False
@@ -164,6 +157,7 @@ class LoopLayer:
         """Publish ``value`` on broadcast channel ``topic`` through this loop's hub:
         the layer's own channels are reserved names, which the public API refuses."""
         await self.front.hubs.current().publish(topic, self.codec.encode(value))
+        self.expiring.published(topic)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` in the background; `close` waits for it."""
@@ -436,32 +430,7 @@ class LoopLayer:
         self.groups.clear()
         for topic in list(self.sinks):
             await self.unsubscribe(topic)
+        await self.expiring.close(self.process_topic if self.wants_process_topic else None)
         for task in list(self.tasks):
             with suppress(Exception, asyncio.CancelledError):
                 await task
-
-    STATUS_KEYS = (
-        "channels",
-        "groups",
-        "memberships",
-        "subscriptions",
-        "queued",
-        "dropped_full",
-        "expired",
-        "undecryptable",
-    )
-
-    def status(self) -> dict[str, int]:
-        """This loop's counters (`STATUS_KEYS`)."""
-        # May run on another thread: copy before iterating.
-        inboxes, groups = list(self.inboxes.values()), list(self.groups.values())
-        return {
-            "channels": len(inboxes),
-            "groups": len(groups),
-            "memberships": sum(len(members) for members in groups),
-            "subscriptions": sum(1 for sink in list(self.sinks.values()) if sink.confirmed),
-            "queued": sum(len(inbox.messages) for inbox in inboxes),
-            "dropped_full": self.dropped_full,
-            "expired": self.expired,
-            "undecryptable": self.codec.undecryptable,
-        }

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -124,6 +125,11 @@ class RedisStreamBackend(RedisQueues, RedisBackendBase):
         if isinstance(result, Exception):
             raise result
         return result
+
+    async def expire(self, channel: str, seconds: float) -> None:
+        key = self.wire_name(channel)
+        command = ("PEXPIRE", key, math.ceil(seconds * 1000)) if seconds > 0 else ("UNLINK", key)
+        raise_errors(await self.connections.execute(command))
 
     def wake_commands(self, queue: str, wake: bytes, ttl_ms: int) -> list[tuple[Any, ...]]:
         # A wake-up stream needs no past: one entry, gone with the queue.
