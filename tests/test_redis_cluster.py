@@ -20,7 +20,7 @@ from django.core.checks import Error, run_checks
 from django.test import override_settings
 
 from django_broadcaster import Broadcast
-from django_broadcaster.backends.redis import RedisClusterBackend
+from django_broadcaster.backends.redis import RedisClusterBackend, RedisStreamClusterBackend
 from django_broadcaster.config import create_broadcast
 from django_broadcaster.layers import BroadcastChannelLayer
 from django_broadcaster.testing import conformance
@@ -86,6 +86,24 @@ class ClusterPubSubConformance(conformance.BackendConformance):
                 await admin.aclose()
 
 
+class ClusterStreamConformance(ClusterPubSubConformance):
+    BACKEND = STREAMS
+    RETENTION_OPTIONS = {"MAXLEN": 5}
+
+    async def asyncTearDown(self) -> None:
+        """Delete this test's streams from the cluster."""
+        await asyncio.to_thread(drop_keys, self.servers, self.key_prefix)
+        await super().asyncTearDown()
+
+
+def drop_keys(cluster: RedisCluster, prefix: str) -> None:
+    for client in running(cluster):
+        with client:
+            if client.info("replication")["role"] == "master":
+                for key in list(client.scan_iter(f"{prefix}:*")):
+                    client.delete(key)
+
+
 def cluster_bus(cluster: RedisCluster, backend: str = PUBSUB, **options: Any) -> Broadcast:
     return create_broadcast(
         "default",
@@ -106,15 +124,19 @@ def channels_on_every_master(bus: Broadcast, cluster: RedisCluster, count: int) 
     return names
 
 
-def test_the_cluster_backend_serves_redis_backend_with_cluster(cluster: RedisCluster) -> None:
-    bus = cluster_bus(cluster)
-    assert isinstance(bus.config.backend_class(bus.config), RedisClusterBackend)
+def test_cluster_true_makes_the_cluster_variants(cluster: RedisCluster) -> None:
+    pubsub, streams = cluster_bus(cluster), cluster_bus(cluster, STREAMS)
+    assert type(pubsub.config.backend_class(pubsub.config)) is RedisClusterBackend
+    assert type(streams.config.backend_class(streams.config)) is RedisStreamClusterBackend
 
 
-async def test_connections_grow_with_nodes_not_channels(cluster: RedisCluster) -> None:
-    """200 subscribed channels on 3 masters: one command and one SSUBSCRIBE
-    connection per master, and every channel receives."""
-    bus = cluster_bus(cluster)
+@pytest.mark.parametrize("backend", [PUBSUB, STREAMS], ids=["redis", "redis-stream"])
+async def test_connections_grow_with_nodes_not_channels(
+    cluster: RedisCluster, backend: str
+) -> None:
+    """200 subscribed channels on 3 masters: one command and one reading
+    (SSUBSCRIBE or XREAD) connection per master, and every channel receives."""
+    bus = cluster_bus(cluster, backend)
     channels = channels_on_every_master(bus, cluster, 200)
     try:
         async with bus.subscribe(*channels) as sub:
@@ -125,6 +147,7 @@ async def test_connections_grow_with_nodes_not_channels(cluster: RedisCluster) -
             assert sorted(len(ids) for ids in ours.values()) == [2, 2, 2], ours
     finally:
         await bus.aclose()
+        await asyncio.to_thread(drop_keys, cluster, bus.config.key_prefix)
 
 
 def pubsub_counters(cluster: RedisCluster) -> dict[int, tuple[int, int]]:
@@ -215,6 +238,54 @@ async def test_a_failover_of_a_busy_channels_master_is_survived(cluster: RedisCl
         await bus.aclose()
         if master.process is None:
             await asyncio.to_thread(cluster.revive, master)
+
+
+async def test_streams_lose_nothing_the_replica_had_across_a_failover(
+    cluster: RedisCluster,
+) -> None:
+    """The master of a busy stream is killed while events are appended: every event
+    its replica had received arrives once and in order, and so does everything
+    published after the failover; history reads the promoted replica's stream."""
+    bus = cluster_bus(cluster, STREAMS, TIMEOUT=30, MAX_QUEUE=100_000)
+    wire = f"{bus.config.key_prefix}:busy"
+    master = cluster.master_of(wire)
+    try:
+        async with bus.subscribe("busy") as sub:
+            for i in range(100):
+                await bus.apublish("busy", i)
+            with master.client() as client:
+                assert client.wait(1, 5000) == 1  # the replica has all 100
+            stop = asyncio.Event()
+
+            async def keep_publishing() -> None:
+                i = 100
+                while not stop.is_set():
+                    await bus.apublish("busy", i)
+                    i += 1
+                    await asyncio.sleep(0.005)
+
+            publisher = asyncio.ensure_future(keep_publishing())
+            try:
+                await asyncio.to_thread(cluster.fail_over, master, False)
+            finally:
+                stop.set()
+                await publisher
+            await bus.apublish("busy", "after")
+            got = [await sub.get(TIMEOUT)]
+            while got[-1].message != "after":
+                got.append(await sub.get(TIMEOUT))
+        messages = [event.message for event in got]
+        assert messages[:100] == list(range(100))
+        numbers = [n for n in messages if isinstance(n, int)]
+        assert numbers == sorted(set(numbers)), "repeated or reordered events"
+        history = await bus.ahistory("busy", limit=None)
+        assert [(e.id, e.message) for e in history] == [(e.id, e.message) for e in got]
+        assert bus.stats()["reconnects"] >= 1
+    finally:
+        await bus.aclose()
+        if master.process is None:
+            await asyncio.to_thread(cluster.revive, master)
+        await asyncio.to_thread(drop_keys, cluster, bus.config.key_prefix)
 
 
 async def test_the_channel_layer_runs_on_the_cluster(cluster: RedisCluster) -> None:

@@ -28,12 +28,19 @@ The modules: ``connection`` (settings checks, the connections, the shared base
 class), ``wire`` (round trips and replies), ``pubsub`` and ``streams`` (the two
 backends), ``deployment`` (the checks of the Sentinel and Cluster settings),
 ``sentinel`` (finding the master), ``cluster`` (the slot map and the nodes'
-connections) and ``cluster_pubsub`` (`RedisBackend` on Redis Cluster, chosen by
+connections), ``shards`` (sharded pub/sub subscriptions), ``cluster_pubsub`` and
+``cluster_streams`` (the two backends on Redis Cluster, chosen by
 ``OPTIONS["CLUSTER"]``).
 """
 
 from .cluster_pubsub import RedisClusterBackend
+from .cluster_streams import RedisStreamClusterBackend
 from .pubsub import RedisBackend
 from .streams import RedisStreamBackend
 
-__all__ = ["RedisBackend", "RedisClusterBackend", "RedisStreamBackend"]
+__all__ = [
+    "RedisBackend",
+    "RedisClusterBackend",
+    "RedisStreamBackend",
+    "RedisStreamClusterBackend",
+]
