@@ -125,8 +125,14 @@ class PerLoop(Generic[V]):
     many short loops (tests, ``asyncio.run`` per command) does not accumulate them.
     """
 
-    def __init__(self, factory: Callable[[asyncio.AbstractEventLoop], V]) -> None:
+    def __init__(
+        self,
+        factory: Callable[[asyncio.AbstractEventLoop], V],
+        dropped: Callable[[V], None] | None = None,
+    ) -> None:
         self._factory = factory
+        #: Called with each value dropped because its loop closed.
+        self._dropped = dropped
         self._values: dict[asyncio.AbstractEventLoop, V] = {}
         self._lock = threading.Lock()
 
@@ -136,11 +142,13 @@ class PerLoop(Generic[V]):
         value = self._values.get(loop)
         if value is None:
             with self._lock:
-                for stale in [lp for lp in self._values if lp.is_closed()]:
-                    del self._values[stale]
+                stale = [self._values.pop(lp) for lp in list(self._values) if lp.is_closed()]
                 value = self._values.get(loop)
                 if value is None:
                     value = self._values[loop] = self._factory(loop)
+            if self._dropped is not None:
+                for old in stale:
+                    self._dropped(old)
         return value
 
     def find(self, loop: asyncio.AbstractEventLoop) -> V | None:

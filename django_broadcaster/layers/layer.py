@@ -94,7 +94,7 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         self.using = using
         # Secrets: kept out of every attribute shown by repr().
         self._secrets = tuple(symmetric_encryption_keys or ())
-        self._states: loops.PerLoop[LoopLayer] = loops.PerLoop(self._new_state)
+        self._states: loops.PerLoop[LoopLayer] = loops.PerLoop(self._new_state, LoopLayer.park)
         #: This layer's ``<client>`` in this process (from `secrets`: unique after
         #: ``random.seed()``), in every process-specific channel name it makes.
         self.client_prefix = secrets.token_hex(6)

@@ -408,6 +408,13 @@ class LoopLayer:
         for topic in list(self.sinks):
             self.unsubscribe_soon(topic)
 
+    def park(self) -> None:
+        """Hand the messages queued on process-specific channels here to the layer, for
+        the loop that uses those channels next (this loop closes)."""
+        for inbox in self.inboxes.values():
+            if inbox.own and inbox.messages:
+                self.limits.park(inbox.name, inbox.messages)
+
     async def close(self) -> None:
         """Release everything; pending ``receive()`` calls raise `LayerClosed`."""
         self.closed = True
@@ -419,8 +426,7 @@ class LoopLayer:
                 if not waiter.done():
                     waiter.set_exception(LayerClosed("the channel layer was closed"))
             inbox.waiters.clear()
-            if inbox.own and inbox.messages:
-                self.limits.park(inbox.name, inbox.messages)
+        self.park()
         feeds, self.feeds = list(self.feeds.values()), {}
         for feed in feeds:
             await feed.close()
