@@ -11,6 +11,7 @@ from django.utils.module_loading import import_string
 from .backends.base import BackendConfig, BaseBackend
 from .exceptions import ConfigError
 from .front import Broadcast
+from .masking import mask_text
 from .options import is_seconds, is_whole_number, option_error
 from .serializers import get_serializer
 
@@ -114,8 +115,19 @@ def read_entry(alias: str, entry: object) -> tuple[Broadcast | None, list[Config
         )
     backend_class = problems.attempt(lambda: import_backend(entry.get("BACKEND")))
     location = entry.get("LOCATION", "")
+    if isinstance(location, (list, tuple)) and location and all(
+        isinstance(url, str) and url and not any(c.isspace() for c in url) for url in location
+    ):
+        # Several URLs (a Redis Cluster's seed nodes): one space-separated string.
+        location = " ".join(location)
     if not isinstance(location, str):
-        problems.add(_error(f"{where}['LOCATION'] must be a string, not {location!r}", "E007"))
+        problems.add(
+            _error(
+                f"{where}['LOCATION'] must be a string (or a list of URLs without spaces), "
+                f"not {mask_text(repr(location))}",
+                "E007",
+            )
+        )
     key_prefix = entry.get("KEY_PREFIX", "")
     if not isinstance(key_prefix, str):
         problems.add(_error(f"{where}['KEY_PREFIX'] must be a string, not {key_prefix!r}", "E005"))

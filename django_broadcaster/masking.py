@@ -20,7 +20,10 @@ MASK = "***"
 
 
 def mask_password(location: str) -> str:
-    """``location`` with any password replaced by ``***``, safe for logs and output."""
+    """``location`` with any password replaced by ``***``, safe for logs and output
+    (each URL of a ``LOCATION`` given as a list, which arrives space-separated)."""
+    if " " in location.strip():
+        return " ".join(mask_password(part) for part in location.split())
     try:
         parts = urlsplit(location)
         password = parts.password
@@ -36,6 +39,10 @@ def mask_password(location: str) -> str:
 
 def redact(text: str, location: str) -> str:
     """``text`` (an error message, say) with the password of ``location`` masked."""
+    if " " in location.strip():
+        for part in location.split():
+            text = redact(text, part)
+        return text
     try:
         parts = urlsplit(location)
         secrets = [parts.password, *(value for _, value in _PASSWORD_PARAM.findall(parts.query))]

@@ -334,3 +334,42 @@ def test_a_cluster_location_must_be_a_node_on_database_0(location: str) -> None:
     errors = check_errors({"BACKEND": PUBSUB, "LOCATION": location, "OPTIONS": {"CLUSTER": True}})
     assert len(errors) == 1, errors
     assert "must be a redis:// or rediss:// URL of a cluster node, database 0" in errors[0]
+
+
+async def test_location_may_list_several_seeds(cluster: RedisCluster) -> None:
+    """A list of node URLs: a seed that is down is skipped."""
+    down = "redis://127.0.0.1:1/0"
+    bus = create_broadcast(
+        "default",
+        {
+            "BACKEND": PUBSUB,
+            "LOCATION": [down, cluster.url],
+            "OPTIONS": {"CLUSTER": True},
+            "KEY_PREFIX": f"k{uuid.uuid4().hex[:12]}",
+        },
+    )
+    try:
+        async with bus.subscribe("seeded") as sub:
+            await bus.apublish("seeded", "hello")
+            assert (await sub.get(TIMEOUT)).message == "hello"
+    finally:
+        await bus.aclose()
+
+
+def test_several_urls_need_cluster_and_never_show_passwords() -> None:
+    urls = ["redis://:pw-one@127.0.0.1:7000/0", "redis://:pw-two@127.0.0.1:7001/0"]
+    errors = check_errors({"BACKEND": PUBSUB, "LOCATION": urls})
+    assert errors == [
+        "BROADCAST_BACKENDS['default']: LOCATION of RedisBackend lists several URLs "
+        "(redis://:***@127.0.0.1:7000/0 redis://:***@127.0.0.1:7001/0): only a Redis Cluster "
+        "takes more than one"
+    ]
+    bus = create_broadcast(
+        "default", {"BACKEND": PUBSUB, "LOCATION": urls, "OPTIONS": {"CLUSTER": True}}
+    )
+    shown = repr(bus.config)
+    assert "pw-one" not in shown and "pw-two" not in shown, shown
+    bad = ["redis://:pw-one@127.0.0.1:7000/0", 7]
+    (error,) = check_errors({"BACKEND": PUBSUB, "LOCATION": bad, "OPTIONS": {"CLUSTER": True}})
+    assert "must be a string (or a list of URLs without spaces)" in error
+    assert "pw-one" not in error

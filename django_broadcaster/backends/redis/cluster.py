@@ -1,8 +1,9 @@
 """Redis Cluster: the slot map, and one backend instance's connections to its nodes.
 
-With ``OPTIONS["CLUSTER"]``, ``LOCATION`` is a seed node; `ClusterConnections`
-asks it (or any node it knows) for the slot map (``CLUSTER SLOTS``) at every
-``connect()``, so the reconnect after a failover finds the promoted replicas.
+With ``OPTIONS["CLUSTER"]``, ``LOCATION`` is a seed node or a list of them (which
+arrives space-separated); `ClusterConnections` asks the nodes it saw before, then
+the seeds, for the slot map (``CLUSTER SLOTS``) at every ``connect()``, so the
+reconnect after a failover finds the promoted replicas.
 Each master the process talks to gets a `RedisConnections` of its own, opened at
 its first command: connections grow with the nodes, not with the channels.
 
@@ -71,13 +72,16 @@ class ClusterConnections(RedisConnections):
     """One backend instance's connections to a Redis Cluster: the slot map and a
     `RedisConnections` per master node in use (`node`)."""
 
-    def __init__(self, owner: str, seed: str, kwargs: Mapping[str, Any]) -> None:
-        super().__init__(owner, seed, kwargs)
+    def __init__(self, owner: str, location: str, kwargs: Mapping[str, Any]) -> None:
+        seeds = location.split()  # one URL, or several separated by spaces
+        super().__init__(owner, seeds[0], kwargs)
         self._name = owner
-        self._seed = seed
+        self._seed = seeds[0]  # its user, password and TLS settings serve every node
         self._node_kwargs = dict(kwargs)
-        parts = urlsplit(seed)
-        self._seeds: list[Address] = [(parts.hostname or "127.0.0.1", parts.port or 6379)]
+        self._seeds: list[Address] = []
+        for url in seeds:
+            parts = urlsplit(url)
+            self._seeds.append((parts.hostname or "127.0.0.1", parts.port or 6379))
         self._slots: list[Address | None] = [None] * SLOTS
         self._nodes: dict[Address, RedisConnections] = {}
         self._nodes_lock = asyncio.Lock()

@@ -320,6 +320,10 @@ class RedisBackendBase(BaseBackend):
         )
         if not location:
             raise location_error(f"{cls.__name__} needs LOCATION, a Redis URL", hint)
+        if len(location.split()) > 1:  # a list of URLs (a cluster's seeds): each one
+            for url in location.split():
+                cls.check_location(url)
+            return
         safe = mask_password(location)
         try:
             scheme = urlsplit(location).scheme

@@ -62,14 +62,16 @@ def check_service_location(location: str, backend: str) -> None:
 
 
 def check_cluster_location(location: str, backend: str) -> None:
-    """With ``CLUSTER``, ``LOCATION`` must be a ``redis://`` or ``rediss://`` node, database 0."""
-    parts = urlsplit(location)
-    if parts.scheme not in ("redis", "rediss") or parts.path.strip("/") not in ("", "0"):
-        raise location_error(
-            f"LOCATION {mask_password(location)!r} of {backend} must be a redis:// or rediss:// "
-            "URL of a cluster node, database 0, when OPTIONS['CLUSTER'] is True",
-            "e.g. 'redis://10.0.0.1:7000/0'; Redis Cluster has only database 0",
-        )
+    """With ``CLUSTER``, ``LOCATION`` must be ``redis://`` or ``rediss://`` nodes, database 0."""
+    for url in location.split() or [""]:
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss") or parts.path.strip("/") not in ("", "0"):
+            raise location_error(
+                f"LOCATION {mask_password(url)!r} of {backend} must be a redis:// or rediss:// "
+                "URL of a cluster node, database 0, when OPTIONS['CLUSTER'] is True",
+                "e.g. 'redis://10.0.0.1:7000/0' or a list of such URLs; Redis Cluster has only "
+                "database 0",
+            )
 
 
 def check_cluster(options: Mapping[str, Any], supported: bool, backend: str) -> None:
@@ -90,9 +92,16 @@ def check_cluster(options: Mapping[str, Any], supported: bool, backend: str) -> 
 
 
 def check_location_for(location: str, options: Mapping[str, Any], backend: str) -> None:
-    """``LOCATION`` against the options: a service name with ``SENTINELS``, a node
-    (database 0) with ``CLUSTER``."""
+    """``LOCATION`` against the options: a service name with ``SENTINELS``, nodes
+    (database 0) with ``CLUSTER``, one URL otherwise."""
+    if options.get("CLUSTER"):
+        check_cluster_location(location, backend)
+        return
+    if len(location.split()) > 1:
+        raise location_error(
+            f"LOCATION of {backend} lists several URLs ({mask_password(location)}): only a "
+            "Redis Cluster takes more than one",
+            "give one URL, or set OPTIONS['CLUSTER'] = True if they are nodes of a cluster",
+        )
     if options.get("SENTINELS") is not None:
         check_service_location(location, backend)
-    elif options.get("CLUSTER"):
-        check_cluster_location(location, backend)
