@@ -31,6 +31,7 @@ from .systems.base import POSTGRES_URL, REDIS_URL
 ROW_SCENARIOS = [
     *("one-to-one", "concurrent-publish", "fan-out-1000", "fan-out-1000-concurrent"),
     "many-channels",
+    "worker-queue",
     *("cross-process-latency-p50", "cross-process-latency-p99"),
     *("idle-subscriber-memory", "payload-64k"),
 ]
@@ -81,6 +82,7 @@ TARGETS = [
     Target("fan-out-1000", OURS + "layer", True, 2.0, "channels-redis-pubsub"),
     Target("many-channels", OURS + "redis-stream", True, 0.67, OURS + "redis-stream", "one-to-one"),
     Target("one-to-one", OURS + "postgres", True, 0.9, "raw-psycopg-durable"),
+    Target("worker-queue", OURS + "layer", True, 3.0, "channels-redis-core"),
     Target("fan-out-1000", OURS + "layer-postgres", True, 2.0, "channels-postgres"),
     *(
         Target("idle-subscriber-memory", OURS + name, False, 1536)

@@ -27,6 +27,7 @@ FAN_OUT = 1_000
 PUBLISHERS = 100
 FAN_OUT_PUBLISHERS = 10  # fan-out-1000-concurrent
 FOLLOWED = 10_000  # many-channels: channels one process follows, events on one
+WORKERS = 2  # worker-queue: receivers taking from one normal channel
 BATCH = 100  # subscriptions entered (left) at once where that is not measured
 
 
@@ -245,6 +246,52 @@ async def many_channels(adapter: Any, budget: Budget) -> Result:
     return Result([("many-channels", rate, "msg/s")], note)
 
 
+async def worker_queue(adapter: Any, budget: Budget) -> Result:
+    """A channel layer's normal channel as a work queue (``runworker``): one sender,
+    WORKERS receivers, messages per second taken, each by one receiver."""
+    channel = channel_name("jobs")
+    counts = [0] * WORKERS
+    finished = [0.0] * WORKERS
+    warm = Countdown(WORKERS)
+
+    async def work(index: int) -> None:
+        get = adapter.queue_receiver(channel)
+        while True:
+            kind = kind_of(await get())
+            if kind == MESSAGE:
+                counts[index] += 1
+            elif kind == WARM:
+                warm.hit()
+            elif kind == END:  # one each, after every message (first in, first out)
+                finished[index] = time.perf_counter()
+                return
+
+    tasks = [asyncio.create_task(work(index)) for index in range(WORKERS)]
+    sent = 0
+    try:
+        for _ in range(WORKERS):
+            await adapter.send(channel, payload(WARM))
+        await asyncio.wait_for(warm.done.wait(), 15)
+        body = payload(MESSAGE)
+        start = time.perf_counter()
+        deadline = start + budget.seconds
+        while sent < budget.messages and time.perf_counter() < deadline:
+            sent += 1
+            await adapter.send(channel, body)
+        for _ in range(WORKERS):
+            await adapter.send(channel, payload(END))
+        await asyncio.wait_for(asyncio.gather(*tasks), budget.drain_timeout)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    taken = sum(counts)
+    note = ""
+    if taken != sent:
+        note = f"lost {sent - taken} of {sent}" if taken < sent else f"{taken - sent} taken twice"
+    return Result([("worker-queue", taken / (max(finished) - start), "msg/s")], note)
+
+
 async def payload_64k(adapter: Any, budget: Budget) -> Result:
     rate, note = await throughput(adapter, budget, cap=budget.large_messages, size=LARGE)
     return Result([("payload-64k", rate, "msg/s")], note)
@@ -353,6 +400,7 @@ SCENARIOS: dict[str, Callable[..., Awaitable[Result]]] = {
     "fan-out-1000": fan_out,
     "fan-out-1000-concurrent": fan_out_concurrent,
     "many-channels": many_channels,
+    "worker-queue": worker_queue,
     "cross-process-latency": cross_process_latency,
     "idle-subscriber-memory": idle_subscriber_memory,
     "payload-64k": payload_64k,

@@ -221,6 +221,27 @@ async def test_a_receiver_that_stops_gives_its_message_back(hosts: list[Broadcas
     await b.close()
 
 
+async def test_every_receiver_waiting_in_one_process_is_served(hosts: list[Broadcast]) -> None:
+    """Two receivers looping on one channel in one process, as two consumers of a
+    worker: each message is taken by one of them, and each of the two final
+    messages reaches the receiver still waiting (none is left without a fetch)."""
+    layer = BroadcastChannelLayer(using=hosts[0], capacity=1000)
+    taken: list[list[int]] = [[], []]
+
+    async def work(index: int) -> None:
+        while (message := await layer.receive("pool"))["type"] != "end":
+            taken[index].append(message["n"])
+
+    workers = [asyncio.ensure_future(work(index)) for index in range(2)]
+    for n in range(300):
+        await layer.send("pool", {"type": "m", "n": n})
+    for _ in workers:
+        await layer.send("pool", {"type": "end"})
+    await asyncio.wait_for(asyncio.gather(*workers), 30)
+    assert sorted(taken[0] + taken[1]) == list(range(300))
+    await layer.close()
+
+
 def test_sync_workers_through_async_to_sync(backend_name: str) -> None:
     """Sending and receiving a normal channel from sync code (threads, commands)."""
     front = make_bus(backend_name)

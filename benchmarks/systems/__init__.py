@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 from ..scenarios import SCENARIOS
 
-ALL = frozenset(SCENARIOS)
+#: Worker channels (normal channel names as work queues) exist only in channel layers.
+LAYER_ONLY = frozenset({"worker-queue"})
+ALL = frozenset(SCENARIOS) - LAYER_ONLY
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ SYSTEMS = [
         baseline="raw-psycopg",
     ),
     System("encode-broadcaster", "encode_broadcaster:EncodeBroadcaster", python="peers"),
-    System("channels-redis-core", "channels_layers:core"),
+    System("channels-redis-core", "channels_layers:core", ALL | LAYER_ONLY),
     System("channels-redis-pubsub", "channels_layers:pubsub"),
     # Following 10,000 channels is 10,000 group_add INSERTs and, to leave, as many
     # DELETEs through Django's ORM: over a minute here, so not measured.
@@ -58,8 +60,13 @@ SYSTEMS = [
     System("django-broadcaster:postgres", "ours:postgres", baseline="raw-psycopg"),
     System("django-broadcaster:redis-cluster", "ours:redis_cluster", CLUSTER_ROWS),
     System("django-broadcaster:redis-stream-cluster", "ours:redis_stream_cluster", CLUSTER_ROWS),
-    System("django-broadcaster:layer", "ours:layer"),
-    System("django-broadcaster:layer-postgres", "ours:layer_postgres", baseline="raw-psycopg"),
+    System("django-broadcaster:layer", "ours:layer", ALL | LAYER_ONLY),
+    System(
+        "django-broadcaster:layer-postgres",
+        "ours:layer_postgres",
+        ALL | LAYER_ONLY,
+        baseline="raw-psycopg",
+    ),
 ]
 
 BY_NAME = {system.name: system for system in SYSTEMS}

@@ -49,6 +49,14 @@ class Adapter:
     def receiver(self, handle: Any) -> Callable[[], Awaitable[str | bytes]]:
         raise NotImplementedError
 
+    async def send(self, channel: str, payload: str) -> None:
+        """Send to a channel layer's normal channel (work queue); layers only."""
+        raise Unavailable("not a channel layer: no worker channels")
+
+    def queue_receiver(self, channel: str) -> Callable[[], Awaitable[str | bytes]]:
+        """The next payload taken from normal channel ``channel``; layers only."""
+        raise Unavailable("not a channel layer: no worker channels")
+
 
 class LocalFanout:
     """Channel -> local queues: the least a bare client needs for many subscribers.

@@ -56,6 +56,17 @@ class ChannelLayerAdapter(Adapter):
 
         return get
 
+    async def send(self, channel: str, payload: str) -> None:
+        await self.layer.send(channel, {"type": MESSAGE_TYPE, "text": payload})
+
+    def queue_receiver(self, channel: str) -> Any:
+        receive = self.layer.receive
+
+        async def get() -> str:
+            return (await receive(channel))["text"]
+
+        return get
+
     async def close(self) -> None:
         if self.close_method:
             await getattr(self.layer, self.close_method)()

@@ -256,6 +256,8 @@ class LoopLayer:
                     message = inbox.messages.popleft()[1]
                     if inbox.messages and inbox.waiters:
                         inbox.wake()
+                    elif inbox.waiters and inbox.name in self.feeds:
+                        self.feeds[inbox.name].start()  # for the receivers still waiting
                     return dict(message)
                 waiter: asyncio.Future[None] = loop.create_future()
                 inbox.waiters.append(waiter)
