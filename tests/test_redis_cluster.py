@@ -9,6 +9,7 @@ The cluster (3 masters, 3 replicas) is private to this module
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +19,7 @@ import redis
 import redis.asyncio as aioredis
 from django.core.checks import Error, run_checks
 from django.test import override_settings
+from redis.crc import key_slot
 
 from django_broadcaster import Broadcast
 from django_broadcaster.backends.redis import RedisClusterBackend, RedisStreamClusterBackend
@@ -51,6 +53,11 @@ def on_cluster(request: pytest.FixtureRequest, cluster: RedisCluster) -> None:
 
 def running(cluster: RedisCluster) -> list[redis.Redis]:
     return [node.client() for node in cluster.nodes if node.process is not None]
+
+
+def cluster_masters(cluster: RedisCluster) -> list[int]:
+    with next(node for node in cluster.nodes if node.process is not None).client() as client:
+        return sorted(cluster.masters(client))
 
 
 def connections_named(cluster: RedisCluster, name: str) -> dict[int, list[int]]:
@@ -373,3 +380,60 @@ def test_several_urls_need_cluster_and_never_show_passwords() -> None:
     (error,) = check_errors({"BACKEND": PUBSUB, "LOCATION": bad, "OPTIONS": {"CLUSTER": True}})
     assert "must be a string (or a list of URLs without spaces)" in error
     assert "pw-one" not in error
+
+
+def same_slot_channel(prefix: str, slot: int) -> str:
+    """A channel name whose wire name hashes to ``slot``."""
+    return next(f"x{i}" for i in range(10**6) if key_slot(f"{prefix}:x{i}".encode()) == slot)
+
+
+@pytest.mark.parametrize("backend", [PUBSUB, STREAMS], ids=["redis", "redis-stream"])
+async def test_a_channel_whose_slot_moves_keeps_flowing(
+    cluster: RedisCluster, backend: str
+) -> None:
+    """The slot of a subscribed channel moves to another master (resharding): while
+    it migrates, publishing still reaches the subscriber (a new stream in that
+    slot is created on the target after ASK); once it moved, Redis ends the
+    subscription, the backend subscribes on the new owner and events flow again."""
+    bus = cluster_bus(cluster, backend, TIMEOUT=30)
+    prefix = bus.config.key_prefix
+    wire = f"{prefix}:moving"
+    slot = key_slot(wire.encode())
+    source = cluster.master_of(wire)
+    target = next(cluster.node(port) for port in cluster_masters(cluster) if port != source.port)
+    fresh = same_slot_channel(prefix, slot)
+    moving = False
+    try:
+        async with bus.subscribe("moving") as sub, bus.subscribe(fresh) as fresh_sub:
+            await bus.apublish("moving", "before")
+            assert (await sub.get(TIMEOUT)).message == "before"
+            await asyncio.to_thread(cluster.start_moving, slot, source, target)
+            moving = True
+            await bus.apublish("moving", "migrating")
+            assert (await sub.get(TIMEOUT)).message == "migrating"
+            if backend == STREAMS:
+                await bus.apublish(fresh, "created on the target")
+                with target.client() as client:  # ASK was followed: the stream is there
+                    count = client.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot)
+                    assert count == 1
+                assert (await fresh_sub.get(TIMEOUT)).message == "created on the target"
+            await asyncio.to_thread(cluster.finish_moving, slot, source, target)
+            moving = False
+            assert cluster.master_of(wire) is target
+            for attempt in range(100):  # pub/sub loses what is sent while it resubscribes
+                await bus.apublish("moving", f"moved {attempt}")
+                with contextlib.suppress(asyncio.TimeoutError):
+                    event = await sub.get(0.2)
+                    while event.message == "migrating":
+                        event = await sub.get(0.2)
+                    break
+            assert event.message.startswith("moved")
+            assert bus.stats()["reconnects"] >= 1  # Redis ended the moved subscription
+            if backend == STREAMS:
+                history = [e.message for e in await bus.ahistory("moving", limit=None)]
+                assert history[:2] == ["before", "migrating"]
+    finally:
+        await bus.aclose()
+        if moving:  # leave the cluster whole for the next tests
+            await asyncio.to_thread(cluster.finish_moving, slot, source, target)
+        await asyncio.to_thread(drop_keys, cluster, prefix)

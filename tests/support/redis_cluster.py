@@ -130,6 +130,34 @@ class RedisCluster:
                     return self.node(int(master[1]))
         raise LookupError(f"no node serves slot {slot}")
 
+    def node_id(self, node: RedisServer) -> str:
+        with node.client() as client:
+            return str(client.execute_command("CLUSTER", "MYID").decode())  # type: ignore[no-untyped-call]
+
+    def start_moving(self, slot: int, source: RedisServer, target: RedisServer) -> None:
+        """Mark ``slot`` migrating from ``source`` to ``target`` (keys not moved yet:
+        ``source`` answers ``ASK`` for keys it does not hold)."""
+        with target.client() as client:
+            client.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", self.node_id(source))  # type: ignore[no-untyped-call]
+        with source.client() as client:
+            client.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", self.node_id(target))  # type: ignore[no-untyped-call]
+
+    def finish_moving(self, slot: int, source: RedisServer, target: RedisServer) -> None:
+        """MIGRATE ``slot``'s keys to ``target`` and give it the slot, on every master."""
+        with source.client() as client:
+            while keys := client.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):  # type: ignore[no-untyped-call]
+                client.execute_command(  # type: ignore[no-untyped-call]
+                    "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys
+                )
+        target_id = self.node_id(target)
+        for node in (target, source, *self.nodes):
+            if node.process is None:
+                continue
+            with node.client() as client:
+                if client.info("replication")["role"] == "master":
+                    client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)  # type: ignore[no-untyped-call]
+        self.wait_healthy()
+
     def fail_over(self, master: RedisServer, revive: bool = True) -> None:
         """Kill ``master`` (SIGKILL) and wait until its replica took over; with
         ``revive``, also `revive` it."""

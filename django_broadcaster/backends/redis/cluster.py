@@ -23,7 +23,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from redis.crc import key_slot
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    RedisError,
+    ResponseError,
+)
 
 from .connection import ConnectionClosed, RedisConnections, discard
 
@@ -57,15 +63,28 @@ def slot_of(key: str | bytes) -> int:
     return int(key_slot(key.encode() if isinstance(key, str) else key))
 
 
+def refusal(reply: Any, kind: type[ResponseError], prefix: str) -> bool:
+    """Whether ``reply`` is the error reply ``prefix`` (``CLUSTERDOWN``, ``TRYAGAIN``...):
+    redis-py parses it into ``kind`` and drops the prefix, or keeps the prefix in
+    a plain `ResponseError`."""
+    return isinstance(reply, kind) or (
+        isinstance(reply, ResponseError) and str(reply).startswith(prefix + " ")
+    )
+
+
 def redirection(reply: Any) -> tuple[str, Address] | None:
     """``("MOVED" | "ASK", (host, port))`` for a redirection error reply, else ``None``."""
-    if not isinstance(reply, ResponseError):
-        return None
-    words = str(reply).split()
-    if len(words) != 3 or words[0] not in ("MOVED", "ASK"):
-        return None
-    host, _, port = words[2].rpartition(":")
-    return words[0], (host, int(port))
+    for kind, prefix in ((MovedError, "MOVED"), (AskError, "ASK")):
+        if refusal(reply, kind, prefix):
+            # "[MOVED ]3999 127.0.0.1:6381"
+            host, _, port = str(reply).split()[-1].rpartition(":")
+            return prefix, (host, int(port))
+    return None
+
+
+def cluster_down(reply: Any) -> bool:
+    """Whether ``reply`` is ``CLUSTERDOWN`` (a failover under way)."""
+    return refusal(reply, ClusterDownError, "CLUSTERDOWN")
 
 
 class ClusterConnections(RedisConnections):
@@ -193,7 +212,7 @@ class ClusterConnections(RedisConnections):
                 assert not isinstance(node_replies, BaseException)
                 for index, reply in zip(indexes, node_replies, strict=True):
                     replies[index] = reply
-                    if isinstance(reply, ResponseError) and str(reply).startswith("CLUSTERDOWN"):
+                    if cluster_down(reply):
                         raise ClusterDown(f"{self._name}: {reply}")
                     target = redirection(reply)
                     if target is not None:

@@ -25,8 +25,10 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from redis.exceptions import TryAgainError
+
 from ..base import BackendConfig, RawEvent
-from .cluster import ClusterConnections, slot_of
+from .cluster import ClusterConnections, refusal, slot_of
 from .connection import ConnectionClosed, RedisConnections
 from .publishing import FIELD
 from .shards import ShardSubscriptions
@@ -66,6 +68,7 @@ class RedisStreamClusterBackend(RedisStreamBackend):
         self._positions: dict[str, str] = {}  # subscribed stream keys -> last id read
         self._keys: dict[str, str] = {}  # subscribed stream keys -> channel names
         self._due: set[str] = set()
+        self._split: set[int] = set()  # slots whose streams are read one by one
         self._wakeup = asyncio.Event()
         self._failure: BaseException | None = None
 
@@ -86,6 +89,7 @@ class RedisStreamClusterBackend(RedisStreamBackend):
         self._positions.clear()
         self._keys.clear()
         self._due.clear()
+        self._split.clear()
         closed = ConnectionClosed(f"{self.alias!r} was closed")
         self._fail(closed)
         await self.connections.close(*self._shards.close(closed))
@@ -169,10 +173,12 @@ class RedisStreamClusterBackend(RedisStreamBackend):
     async def _read_due(self) -> list[RawEvent]:
         """Read every due stream after its last id: one XREAD per slot."""
         due, self._due = self._due, set()
-        by_slot: dict[int, list[str]] = {}
+        by_slot: dict[int | str, list[str]] = {}
         for key in due:
             if key in self._positions:
-                by_slot.setdefault(slot_of(key), []).append(key)
+                slot = slot_of(key)
+                # A migrating slot's streams may lie on two masters: one XREAD each.
+                by_slot.setdefault(key if slot in self._split else slot, []).append(key)
         groups = list(by_slot.values())
         commands = [
             ("XREAD", "COUNT", XREAD_COUNT, "STREAMS", *keys, *[self._positions[k] for k in keys])
@@ -183,6 +189,10 @@ class RedisStreamClusterBackend(RedisStreamBackend):
         events: list[RawEvent] = []
         for keys, reply in zip(groups, replies, strict=True):
             if isinstance(reply, Exception):
+                if refusal(reply, TryAgainError, "TRYAGAIN"):  # the slot is migrating
+                    self._split.add(slot_of(keys[0]))
+                    self._due.update(keys)
+                    continue
                 if "WRONGTYPE" not in str(reply):
                     raise ConnectionClosed(f"{self.alias!r}: XREAD answered {reply}")
                 await self._drop_foreign(keys)

@@ -20,7 +20,7 @@ from typing import Any
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ResponseError
 
-from .cluster import Address, ClusterConnections, redirection, slot_of
+from .cluster import Address, ClusterConnections, cluster_down, redirection, slot_of
 from .connection import ConnectionClosed
 
 
@@ -132,7 +132,7 @@ class ShardSubscriptions:
             try:
                 await future
             except ResponseError as exc:
-                if redirection(exc) is not None or str(exc).startswith("CLUSTERDOWN"):
+                if redirection(exc) is not None or cluster_down(exc):
                     # A stale slot map: the hub's reconnect reads it again.
                     raise ConnectionClosed(f"{self._owner}: SSUBSCRIBE answered {exc}") from None
                 raise
