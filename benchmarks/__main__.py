@@ -2,8 +2,9 @@
 
 Runs every scenario for every system that supports it, each in a fresh
 process (``benchmarks.run_one``) with a timeout, then prints one table (with
-``--repeat``, the median and the min and max of the runs), the targets of
-issue 16 and the cells that failed. A failed cell never stops the run.
+``--repeat N``: N rounds of every cell, the median and the min and max of each
+row, and each target's ratio taken round by round), the targets of issue 16
+and the cells that failed. A failed cell never stops the run.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class Cell:
     note: str = ""
     error: str = ""
     seconds: float = 0.0
+    # With --repeat: each round's value of each row (None where that run failed).
+    rounds: dict[str, list[float | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -139,20 +142,20 @@ def run_cell(system: System, scenario: str, quick: bool, timeout: float, python:
     return cell
 
 
-def run_repeated(system: System, scenario: str, args: argparse.Namespace, python: str) -> Cell:
-    """Run a cell ``--repeat`` times; keep the median of each row, and its min and max."""
-    runs = [
-        run_cell(system, scenario, args.quick, args.timeout, python) for _ in range(args.repeat)
-    ]
+def combine(runs: list[Cell]) -> Cell:
+    """One cell from the runs of a cell in every round: the median of each row, its
+    min and max, and each round's value (for ratios taken round by round)."""
     measured = [run for run in runs if not run.error]
     if len(runs) == 1 or not measured:
         return runs[0]
-    cell = Cell(system, scenario, seconds=sum(run.seconds for run in runs))
+    first = runs[0]
+    cell = Cell(first.system, first.scenario, seconds=sum(run.seconds for run in runs))
     for i, row in enumerate(measured[0].rows):
         values = [run.rows[i]["value"] for run in measured]
         cell.rows.append(
             {**row, "value": statistics.median(values), "min": min(values), "max": max(values)}
         )
+        cell.rounds[row["scenario"]] = [None if run.error else run.rows[i]["value"] for run in runs]
     notes = {run.note for run in measured if run.note}
     failures = len(runs) - len(measured)
     if failures:
@@ -220,6 +223,11 @@ def print_table(cells: list[Cell]) -> None:
 def print_targets(cells: list[Cell]) -> None:
     """Check the targets whose cells were part of this run (all of them without filters)."""
     values = {(row["scenario"], row["system"]): row["value"] for cell in cells for row in cell.rows}
+    rounds = {
+        (scenario, cell.system.name): values
+        for cell in cells
+        for scenario, values in cell.rounds.items()
+    }
     planned = {(cell.scenario, cell.system.name) for cell in cells}
     targets = [
         target
@@ -240,9 +248,23 @@ def print_targets(cells: list[Cell]) -> None:
         if value is None or reference is None:
             print(f"  n/a   {target.describe()}: not measured")
             continue
-        ratio = value / reference
+        ratio, spread = value / reference, ""
+        if target.reference is not None:
+            reference_rounds = rounds.get(
+                (target.reference_scenario or target.scenario, target.reference), []
+            )
+            ratios = [
+                mine / theirs
+                for mine, theirs in zip(
+                    rounds.get((target.scenario, target.system), []), reference_rounds, strict=False
+                )
+                if mine is not None and theirs
+            ]
+            if len(ratios) > 1:  # the median of the rounds' ratios, and their range
+                ratio = statistics.median(ratios)
+                spread = f" (rounds {min(ratios):,.2f}-{max(ratios):,.2f})"
         met = ratio >= target.factor if target.at_least else ratio <= target.factor
-        shown = f"{ratio:,.2f} x" if target.reference else f"{value:,.2f}"
+        shown = f"{ratio:,.2f} x{spread}" if target.reference else f"{value:,.2f}"
         print(f"  {'ok  ' if met else 'MISS'}  {target.describe()}: {shown}")
 
 
@@ -302,7 +324,7 @@ def main() -> int:
     parser.add_argument("--json", metavar="PATH", help='also write {"rows": [...]} to PATH')
     parser.add_argument("--only", metavar="SYSTEM", help="systems whose name has this; a,b: any")
     parser.add_argument("--scenario", help="scenarios whose name has this; a,b: any")
-    parser.add_argument("--repeat", type=int, default=1, help="run each cell N times, keep medians")
+    parser.add_argument("--repeat", type=int, default=1, help="N rounds of every cell; medians")
     parser.add_argument("--timeout", type=float, help="seconds per run (60 quick, 600 full)")
     args = parser.parse_args()
     args.timeout = args.timeout or (60.0 if args.quick else 600.0)
@@ -330,22 +352,27 @@ def main() -> int:
             peers_error = f"not available: cannot set up {peers.VENV.name}: {exc}"
     print(flush=True)
 
-    cells = []
+    # Round by round (every cell once, then again), so that a burst of load on a
+    # shared machine hits the systems compared in one round alike.
+    runs: dict[tuple[str, str], list[Cell]] = {}
     started = time.perf_counter()
-    for number, (scenario, system) in enumerate(plan, 1):
-        if system.python in pythons:
-            cell = run_repeated(system, scenario, args, pythons[system.python])
-        else:
-            cell = Cell(system, scenario, error=peers_error)
-        cells.append(cell)
-        outcome = cell.error or ", ".join(
-            f"{format_value(row['value'], row['unit'])} {row['unit']}" for row in cell.rows
-        )
-        print(
-            f"[{number}/{len(plan)}] {scenario} / {system.name}: {outcome} ({cell.seconds:.1f} s)",
-            file=sys.stderr,
-            flush=True,
-        )
+    for round_number in range(1, args.repeat + 1):
+        for number, (scenario, system) in enumerate(plan, 1):
+            if system.python in pythons:
+                run = run_cell(system, scenario, args.quick, args.timeout, pythons[system.python])
+            else:
+                run = Cell(system, scenario, error=peers_error)
+            runs.setdefault((scenario, system.name), []).append(run)
+            outcome = run.error or ", ".join(
+                f"{format_value(row['value'], row['unit'])} {row['unit']}" for row in run.rows
+            )
+            where = f"{number}/{len(plan)}" + (f", round {round_number}" if args.repeat > 1 else "")
+            print(
+                f"[{where}] {scenario} / {system.name}: {outcome} ({run.seconds:.1f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+    cells = [combine(cell_runs) for cell_runs in runs.values()]
     elapsed = time.perf_counter() - started
 
     print_table(cells)
