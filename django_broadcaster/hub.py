@@ -285,7 +285,10 @@ class Hub:
                 self._dirty.add(channel)
             subscribers.add(subscriber)
         try:
-            await self._sync_upstream()
+            await asyncio.shield(self._sync_upstream())  # cancelled: nothing left pending
+        except asyncio.CancelledError:
+            await self.release(subscriber)
+            raise
         except BaseException:
             self.detach(subscriber)
             raise
@@ -344,10 +347,10 @@ class Hub:
                 self._positions.setdefault(channel, baseline)
 
     async def release(self, subscriber: Subscriber) -> None:
-        """Detach ``subscriber`` and unsubscribe upstream what nobody wants any more."""
+        """Detach ``subscriber``; unsubscribe upstream what nobody wants (even if cancelled)."""
         self.detach(subscriber)
         try:
-            await self._sync_upstream()
+            await asyncio.shield(self._sync_upstream())
         except Exception as exc:
             logger.debug("unsubscribe on %r failed: %s", self.settings.alias, self._describe(exc))
 

@@ -197,8 +197,9 @@ class RedisConnections:
             if connection is None:
                 if not self._reopen:
                     raise ConnectionClosed(f"{self._owner} {self._missing}")
-                self._reopen = False
+                # Cleared once open: a caller cancelled while opening leaves it to the next.
                 connection = self._connection = await self.open_dedicated()
+                self._reopen = False
             try:
                 async with _timeout(self._command_timeout):
                     return await round_trip(connection, commands)

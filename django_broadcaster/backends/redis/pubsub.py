@@ -70,7 +70,12 @@ class _Link:
                 raise ConnectionClosed(str(self.failed))
             self.expected.append([len(names), future])
             try:
-                await self.connection.send_command(command, *names)
+                # Shielded: redis-py drops a connection whose send was cancelled,
+                # and a subscriber cancelled while subscribing must not cost a
+                # reconnection of every channel.
+                await asyncio.shield(self.connection.send_command(command, *names))
+            except asyncio.CancelledError:
+                raise
             except BaseException as exc:
                 self.fail(exc)
                 raise

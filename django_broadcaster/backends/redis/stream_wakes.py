@@ -57,7 +57,12 @@ class WakeLink:
             if self.failed is not None:
                 raise ConnectionClosed(str(self.failed))
             try:
-                await self.connection.send_command(command, *names)
+                # Shielded: redis-py drops a connection whose send was cancelled,
+                # and a subscriber cancelled while subscribing must not cost a
+                # reconnection of every channel.
+                await asyncio.shield(self.connection.send_command(command, *names))
+            except asyncio.CancelledError:
+                raise
             except BaseException as exc:
                 self.failed = exc
                 raise

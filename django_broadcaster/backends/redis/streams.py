@@ -184,7 +184,8 @@ class RedisStreamBackend(RedisQueues, RedisBackendBase):
         wakes = {self.wake_name(channel).encode(): key for key, channel in keys.items()}
         self._wakes.update(wakes)
         # Each stream is read from its start once Redis confirms its SUBSCRIBE.
-        await link.send("SUBSCRIBE", list(wakes))
+        if wakes:  # nothing to follow (a reconnect with no channel wanted)
+            await link.send("SUBSCRIBE", list(wakes))
         # The baselines: the hub resumes these channels from there after a reconnect.
         return {keys[key]: starts[key] for key in unknown}
 
@@ -230,11 +231,13 @@ class RedisStreamBackend(RedisQueues, RedisBackendBase):
         dirty = self._dirty
         batch = list(itertools.islice(dirty, XREAD_STREAMS))
         dirty.difference_update(batch)
-        keys = [key for key in batch if key in self._streams]  # not unsubscribed meanwhile
-        if not keys:
+        if not any(key in self._streams for key in batch):
             return []
         fetch = self._fetch or await self._open()
         self._fetch = fetch
+        keys = [key for key in batch if key in self._streams]  # not unsubscribed meanwhile
+        if not keys:
+            return []
         starts = [self._streams[key] for key in keys]
         command = ("XREAD", "COUNT", XREAD_COUNT, "STREAMS", *keys, *starts)
         try:
