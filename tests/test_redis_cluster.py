@@ -27,7 +27,8 @@ from django_broadcaster.config import create_broadcast
 from django_broadcaster.layers import BroadcastChannelLayer
 from django_broadcaster.testing import conformance
 
-from .support.redis_cluster import RedisCluster
+from .support.redis_cluster import RedisCluster, wait_for
+from .support.redis_servers import RedisServer
 from .support.waiting import TIMEOUT, eventually, receive
 
 PUBSUB = "django_broadcaster.backends.redis.RedisBackend"
@@ -53,6 +54,16 @@ def on_cluster(request: pytest.FixtureRequest, cluster: RedisCluster) -> None:
 
 def running(cluster: RedisCluster) -> list[redis.Redis]:
     return [node.client() for node in cluster.nodes if node.process is not None]
+
+
+def replicated(master: RedisServer) -> bool:
+    """Whether every replica of ``master`` has everything it has."""
+    with master.client() as client:
+        info = client.info("replication")
+    replicas = [value for value in info.values() if isinstance(value, dict)]
+    return bool(replicas) and all(
+        r["state"] == "online" and r["offset"] >= info["master_repl_offset"] for r in replicas
+    )
 
 
 def cluster_masters(cluster: RedisCluster) -> list[int]:
@@ -260,8 +271,7 @@ async def test_streams_lose_nothing_the_replica_had_across_a_failover(
         async with bus.subscribe("busy") as sub:
             for i in range(100):
                 await bus.apublish("busy", i)
-            with master.client() as client:
-                assert client.wait(1, 5000) == 1  # the replica has all 100
+            await asyncio.to_thread(wait_for, lambda: replicated(master), "replica behind")
             stop = asyncio.Event()
 
             async def keep_publishing() -> None:
@@ -437,3 +447,26 @@ async def test_a_channel_whose_slot_moves_keeps_flowing(
         if moving:  # leave the cluster whole for the next tests
             await asyncio.to_thread(cluster.finish_moving, slot, source, target)
         await asyncio.to_thread(drop_keys, cluster, prefix)
+
+
+async def test_a_silent_shard_link_is_probed_and_renewed(cluster: RedisCluster) -> None:
+    """The channel's master stops answering for a while (CLIENT PAUSE, as a link
+    gone dark would look): the SSUBSCRIBE connection's PING gets no reply within
+    LIVENESS_INTERVAL, the backend reconnects, and events flow again."""
+    bus = cluster_bus(cluster, LIVENESS_INTERVAL=0.2, TIMEOUT=30)
+    master = cluster.master_of(f"{bus.config.key_prefix}:quiet")
+    try:
+        async with bus.subscribe("quiet") as sub:
+            await bus.apublish("quiet", "before")
+            assert (await sub.get(TIMEOUT)).message == "before"
+            with master.client() as client:
+                client.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+            await eventually(lambda: bus.stats()["disconnects"] >= 1)
+            for attempt in range(100):  # pub/sub loses what is sent while it resubscribes
+                await bus.apublish("quiet", attempt)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    assert isinstance((await sub.get(0.2)).message, int)
+                    break
+            assert bus.stats()["reconnects"] >= 1
+    finally:
+        await bus.aclose()

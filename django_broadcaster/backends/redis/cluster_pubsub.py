@@ -31,7 +31,9 @@ class RedisClusterBackend(RedisBackend):
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
         owner = f"{type(self).__name__} {self.alias!r}"
-        self._shards = ShardSubscriptions(self.cluster, owner, self._message, self._fail)
+        self._shards = ShardSubscriptions(
+            self.cluster, owner, self._message, self._fail, self.options["LIVENESS_INTERVAL"]
+        )
         self._subscribed: dict[bytes, str] = {}  # wire names -> channel names
         self._received: deque[RawEvent] = deque()
         self._ready = asyncio.Event()

@@ -32,6 +32,7 @@ from .cluster import ClusterConnections, refusal, slot_of
 from .connection import ConnectionClosed, RedisConnections
 from .publishing import FIELD
 from .shards import ShardSubscriptions
+from .stream_wakes import IDLE_CHECK
 from .streams import XREAD_COUNT, RedisStreamBackend
 from .wire import text
 
@@ -64,7 +65,8 @@ class RedisStreamClusterBackend(RedisStreamBackend):
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
         owner = f"{type(self).__name__} {self.alias!r}"
-        self._shards = ShardSubscriptions(self.cluster, owner, self._woken, self._fail)
+        # Probed like the single-server reader's wake-up connection.
+        self._shards = ShardSubscriptions(self.cluster, owner, self._woken, self._fail, IDLE_CHECK)
         self._positions: dict[str, str] = {}  # subscribed stream keys -> last id read
         self._keys: dict[str, str] = {}  # subscribed stream keys -> channel names
         self._due: set[str] = set()

@@ -7,7 +7,9 @@ slot at a time. When a slot moves (resharding), Redis ends its channels'
 subscriptions with a ``SUNSUBSCRIBE`` nobody asked for; a stale slot map gets
 ``MOVED``. Both, like a connection failing, are reported to the failure
 callback as a lost connection: the backend's `receive` raises it and the hub
-reconnects, which reads the slot map again and subscribes anew.
+reconnects, which reads the slot map again and subscribes anew. A link silent
+for the liveness interval gets a ``PING`` (see ``liveness``); no reply within
+another interval and it is taken for dead the same way.
 """
 
 from __future__ import annotations
@@ -19,15 +21,17 @@ from typing import Any
 
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..liveness import Watchdog
 from .cluster import Address, ClusterConnections, cluster_down, redirection, slot_of
-from .connection import ConnectionClosed
+from .connection import ConnectionClosed, discard
 
 
 class ShardLink:
     """One node's sharded pub/sub connection, and the replies still due on it."""
 
-    def __init__(self, connection: AbstractConnection) -> None:
+    def __init__(self, connection: AbstractConnection, liveness: float | None) -> None:
         self.connection = connection
         self.failed: BaseException | None = None
         # Per command sent, in order: [replies still due, future or None, names left].
@@ -35,6 +39,17 @@ class ShardLink:
         self.leaving: Counter[bytes] = Counter()  # our SUNSUBSCRIBEs not yet confirmed
         self.send_lock = asyncio.Lock()
         self.task: asyncio.Task[None] | None = None
+        self.watchdog = Watchdog(liveness, self.ping, self.dead)
+
+    async def ping(self) -> None:
+        """The liveness probe (its reply, ``pong``, is read and skipped by the reader)."""
+        async with self.send_lock:
+            await self.connection.send_command("PING")
+
+    async def dead(self, reason: str) -> None:
+        """The watchdog's verdict: fail the link and drop the connection under the reader."""
+        self.fail(RedisTimeoutError(f"a sharded pub/sub connection is taken for dead: {reason}"))
+        await discard(self.connection)
 
     async def send(
         self, command: str, names: list[bytes], future: asyncio.Future[None] | None
@@ -73,6 +88,7 @@ class ShardLink:
         return True
 
     def fail(self, exc: BaseException) -> None:
+        self.watchdog.stop()
         if self.failed is None:
             self.failed = exc
         due, self.due = self.due, deque()
@@ -94,8 +110,10 @@ class ShardSubscriptions:
         owner: str,
         on_message: Callable[[bytes, bytes], None],
         on_failure: Callable[[BaseException], None],
+        liveness: float | None,
     ) -> None:
         self._cluster = cluster
+        self._liveness = liveness
         self._owner = owner
         self._on_message = on_message
         self._on_failure = on_failure
@@ -158,8 +176,10 @@ class ShardSubscriptions:
             if link is not None:
                 return link
             node = await self._cluster.node(address)
-            link = self._links[address] = ShardLink(await node.open_dedicated())
+            link = ShardLink(await node.open_dedicated(), self._liveness)
+            self._links[address] = link
             link.task = asyncio.get_running_loop().create_task(self._read(link))
+            link.watchdog.start()
             return link
 
     async def _read(self, link: ShardLink) -> None:
@@ -169,8 +189,10 @@ class ShardSubscriptions:
                 try:
                     reply = await link.connection.read_response(disconnect_on_error=False)
                 except ResponseError as exc:
+                    link.watchdog.heard()
                     link.replied(exc)  # an error reply to SSUBSCRIBE (an ACL, MOVED)
                     continue
+                link.watchdog.heard()
                 if not isinstance(reply, list) or not reply:
                     continue
                 kind = reply[0]
@@ -189,5 +211,6 @@ class ShardSubscriptions:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
+            dead = link.failed  # set by the watchdog, which dropped the connection
             link.fail(exc)
-            self._on_failure(exc)
+            self._on_failure(dead if isinstance(dead, RedisTimeoutError) else exc)
