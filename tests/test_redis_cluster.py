@@ -32,12 +32,14 @@ from .support.redis_servers import RedisServer
 from .support.waiting import TIMEOUT, eventually, receive
 
 PUBSUB = "django_broadcaster.backends.redis.RedisBackend"
+PASSWORD = "cluster-pw"
 STREAMS = "django_broadcaster.backends.redis.RedisStreamBackend"
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RedisCluster]:
-    servers = RedisCluster()
+    # Every node wants a password: the seed URL's must reach every node.
+    servers = RedisCluster(password=PASSWORD)
     try:
         servers.start()
         yield servers
@@ -96,7 +98,7 @@ class ClusterPubSubConformance(conformance.BackendConformance):
         ours = await asyncio.to_thread(connections_named, self.servers, name)
         self.assertTrue(ours, f"no Redis connection named {name}")
         for port, ids in ours.items():
-            admin = aioredis.Redis(host="127.0.0.1", port=port, protocol=2)
+            admin = aioredis.Redis(host="127.0.0.1", port=port, password=PASSWORD, protocol=2)
             try:
                 for client_id in ids:
                     await admin.client_kill_filter(_id=client_id)
@@ -355,7 +357,7 @@ def test_a_cluster_location_must_be_a_node_on_database_0(location: str) -> None:
 
 async def test_location_may_list_several_seeds(cluster: RedisCluster) -> None:
     """A list of node URLs: a seed that is down is skipped."""
-    down = "redis://127.0.0.1:1/0"
+    down = f"redis://:{PASSWORD}@127.0.0.1:1/0"
     bus = create_broadcast(
         "default",
         {

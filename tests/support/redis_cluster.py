@@ -50,9 +50,12 @@ def replicate(server: RedisServer, master_port: int) -> None:
 
 
 class RedisCluster:
-    """Six cluster-enabled ``redis-server``: 3 masters with one replica each."""
+    """Six cluster-enabled ``redis-server``: 3 masters with one replica each, all
+    with ``password`` when given."""
 
-    def __init__(self) -> None:
+    def __init__(self, password: str | None = None) -> None:
+        self.password = password
+        auth = ("--masterauth", password) if password else ()
         self.nodes = [
             RedisServer(
                 "--cluster-enabled",
@@ -68,6 +71,8 @@ class RedisCluster:
                 "--cluster-replica-validity-factor",
                 "0",
                 *FAST_SYNC,
+                *auth,
+                password=password,
             )
             for _ in range(6)
         ]
@@ -86,6 +91,8 @@ class RedisCluster:
             node.start()
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
         create = ["--cluster", "create", *addresses, "--cluster-replicas", "1", "--cluster-yes"]
+        if self.password:
+            create = ["-a", self.password, "--no-auth-warning", *create]
         subprocess.run(
             ["redis-cli", *create],
             check=True,
@@ -146,8 +153,9 @@ class RedisCluster:
         """MIGRATE ``slot``'s keys to ``target`` and give it the slot, on every master."""
         with source.client() as client:
             while keys := client.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):  # type: ignore[no-untyped-call]
+                auth = ("AUTH", self.password) if self.password else ()
                 client.execute_command(  # type: ignore[no-untyped-call]
-                    "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys
+                    "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, *auth, "KEYS", *keys
                 )
         target_id = self.node_id(target)
         for node in (target, source, *self.nodes):
