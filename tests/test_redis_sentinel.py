@@ -30,12 +30,14 @@ from .support.waiting import TIMEOUT, receive
 
 PUBSUB = "django_broadcaster.backends.redis.RedisBackend"
 STREAMS = "django_broadcaster.backends.redis.RedisStreamBackend"
-SERVICE_URL = "redis://mymaster/0"
+PASSWORD = "master-pw"
+#: The master wants a password: the one in LOCATION must reach it.
+SERVICE_URL = f"redis://:{PASSWORD}@mymaster/0"
 
 
 @pytest.fixture(scope="module")
 def sentinel_set() -> Iterator[RedisSentinels]:
-    servers = RedisSentinels()
+    servers = RedisSentinels(password=PASSWORD)
     try:
         servers.start()
         yield servers
@@ -51,7 +53,8 @@ def on_sentinels(request: pytest.FixtureRequest, sentinel_set: RedisSentinels) -
 
 
 def master_client(servers: RedisSentinels) -> aioredis.Redis:
-    return aioredis.Redis(host="127.0.0.1", port=servers.current_master_port(), protocol=2)
+    port = servers.current_master_port()
+    return aioredis.Redis(host="127.0.0.1", port=port, password=PASSWORD, protocol=2)
 
 
 @pytest.mark.usefixtures("on_sentinels")

@@ -194,19 +194,23 @@ class RedisCluster:
 
 
 class RedisSentinels:
-    """A master, its replica and 3 sentinels monitoring them as `SERVICE`."""
+    """A master, its replica and 3 sentinels monitoring them as `SERVICE`; the
+    master and replica want ``password`` when given (the sentinels want none)."""
 
-    def __init__(self) -> None:
-        self.master = RedisServer(*FAST_SYNC)
-        self.replica = RedisServer(*FAST_SYNC)
+    def __init__(self, password: str | None = None) -> None:
+        self.password = password
+        auth = ("--masterauth", password) if password else ()
+        self.master = RedisServer(*FAST_SYNC, *auth, password=password)
+        self.replica = RedisServer(*FAST_SYNC, *auth, password=password)
         self.dir = Path(tempfile.mkdtemp(prefix="broadcaster-sentinel-"))
         self.sentinel_ports = [free_port() for _ in range(3)]
         self.sentinels: list[subprocess.Popen[bytes]] = []
 
     @property
     def url(self) -> str:
-        """The ``LOCATION`` naming the service."""
-        return f"redis://{SERVICE}/0"
+        """The ``LOCATION`` naming the service (with the master's password)."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{SERVICE}/0"
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -228,6 +232,7 @@ class RedisSentinels:
                 f"sentinel monitor {SERVICE} 127.0.0.1 {self.master.port} 2\n"
                 f"sentinel down-after-milliseconds {SERVICE} 1000\n"
                 f"sentinel failover-timeout {SERVICE} 2000\n"
+                + (f"sentinel auth-pass {SERVICE} {self.password}\n" if self.password else "")
             )
             self.sentinels.append(
                 subprocess.Popen(
