@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -472,3 +473,19 @@ async def test_a_silent_shard_link_is_probed_and_renewed(cluster: RedisCluster) 
             assert bus.stats()["reconnects"] >= 1
     finally:
         await bus.aclose()
+
+
+async def test_streams_catch_up_on_an_event_added_outside_the_bus(cluster: RedisCluster) -> None:
+    """An XADD by another program (no wake-up) still reaches a subscriber: every
+    stream is read every few seconds."""
+    bus = cluster_bus(cluster, STREAMS)
+    wire = f"{bus.config.key_prefix}:outside"
+    try:
+        async with bus.subscribe("outside") as sub:
+            with cluster.master_of(wire).client() as client:
+                entry_id = client.xadd(wire, {"data": json.dumps("from elsewhere")}).decode()
+            event = await sub.get(TIMEOUT)
+            assert (event.id, event.message) == (entry_id, "from elsewhere")
+    finally:
+        await bus.aclose()
+        await asyncio.to_thread(drop_keys, cluster, bus.config.key_prefix)

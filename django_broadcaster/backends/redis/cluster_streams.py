@@ -73,6 +73,7 @@ class RedisStreamClusterBackend(RedisStreamBackend):
         self._split: set[int] = set()  # slots whose streams are read one by one
         self._wakeup = asyncio.Event()
         self._failure: BaseException | None = None
+        self._caught_up = 0.0  # loop time every stream was last marked due
 
     def new_connections(self, owner: str, kwargs: Mapping[str, Any]) -> RedisConnections:
         return ClusterConnections(owner, self.location, kwargs)
@@ -152,13 +153,12 @@ class RedisStreamClusterBackend(RedisStreamBackend):
 
     async def receive(self) -> Sequence[RawEvent]:
         loop = asyncio.get_running_loop()
-        caught_up = loop.time()
         while True:
             if self._failure is not None:
                 raise self._failure
-            if loop.time() - caught_up >= CATCH_UP_SECONDS:
+            if loop.time() - self._caught_up >= CATCH_UP_SECONDS:
                 self._due.update(self._positions)
-                caught_up = loop.time()
+                self._caught_up = loop.time()
             if self._due:
                 events = await self._read_due()
                 if events:
