@@ -42,10 +42,6 @@ XREAD_COUNT = 100
 XREAD_STREAMS = 500
 #: Seconds an XREAD reply may take before the connection is taken for dead.
 XREAD_GRACE = 5.0
-#: The cluster backend's readers block in XREAD this long (ms), or poll this
-#: often where CLIENT UNBLOCK is refused.
-XREAD_BLOCK_MS = 5000
-XREAD_POLL_MS = 100
 #: Entries per XRANGE when history reads a whole stream.
 HISTORY_PAGE = 1000
 
