@@ -115,8 +115,12 @@ def read_entry(alias: str, entry: object) -> tuple[Broadcast | None, list[Config
         )
     backend_class = problems.attempt(lambda: import_backend(entry.get("BACKEND")))
     location = entry.get("LOCATION", "")
-    if isinstance(location, (list, tuple)) and location and all(
-        isinstance(url, str) and url and not any(c.isspace() for c in url) for url in location
+    if (
+        isinstance(location, (list, tuple))
+        and location
+        and all(
+            isinstance(url, str) and url and not any(c.isspace() for c in url) for url in location
+        )
     ):
         # Several URLs (a Redis Cluster's seed nodes): one space-separated string.
         location = " ".join(location)
