@@ -36,10 +36,11 @@ from tests.support.waiting import TIMEOUT, eventually
 ROOT = Path(__file__).resolve().parents[2]
 COUNT = 3000
 PAUSE = 0.001
-#: LIVENESS_INTERVAL of the subscriber: a dead link is noticed within twice this.
-LIVENESS = 0.5
-#: How long the link stays dark: longer than the detection bound.
-DARK = 3 * LIVENESS
+#: Per variant, the subscriber's LIVENESS_INTERVAL and how long the link stays
+#: dark once the server side ended: "long", longer than the detection bound
+#: (noticed in the dark); "short", healed before the first probe (the probe,
+#: sent after the heal, is what finds the connection gone).
+VARIANTS = {"long": (0.5, 1.5), "short": (2.0, 0.0)}
 BACKENDS = {
     "redis": "django_broadcaster.backends.redis.RedisBackend",
     "redis-stream": "django_broadcaster.backends.redis.RedisStreamBackend",
@@ -127,12 +128,22 @@ async def publisher(kind: str, location: str, prefix: str) -> asyncio.subprocess
     )
 
 
-@pytest.fixture(params=list(BACKENDS))
-def kind(request: pytest.FixtureRequest) -> str:
-    if request.param == "postgres":
+@pytest.fixture(
+    params=[
+        ("redis", "long"),
+        ("redis", "short"),
+        ("redis-stream", "long"),
+        ("postgres", "long"),
+        ("postgres", "short"),
+    ],
+    ids=lambda param: "-".join(param),
+)
+def case(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """(backend, variant); the Streams reader's deadline is fixed: one variant."""
+    if request.param[0] == "postgres":
         request.getfixturevalue("postgres_table")
-    name: str = request.param
-    return name
+    param: tuple[str, str] = request.param
+    return param
 
 
 def straight_bus(kind: str, location: str, prefix: str) -> Broadcast:
@@ -161,12 +172,14 @@ async def first_disconnect(bus: Broadcast) -> float:
 
 
 async def test_half_open_link_is_noticed_and_healed(
-    kind: str, caplog: pytest.LogCaptureFixture
+    case: tuple[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    kind, variant = case
+    liveness, dark = VARIANTS[variant]
     caplog.set_level(logging.INFO, "django_broadcaster")
     prefix = f"h{uuid.uuid4().hex[:10]}"
     with redis_link() if kind.startswith("redis") else postgres_link() as link:
-        bus = subscriber_bus(kind, link.subscriber_location, prefix, LIVENESS)
+        bus = subscriber_bus(kind, link.subscriber_location, prefix, liveness)
         received: list[int] = []
         try:
             async with bus.subscribe("feed") as sub:
@@ -182,7 +195,7 @@ async def test_half_open_link_is_noticed_and_healed(
                 link.proxy.go_dark()
                 dark_at = time.monotonic()
                 await asyncio.to_thread(link.end_server_side)
-                await asyncio.sleep(DARK)
+                await asyncio.sleep(dark)
                 link.proxy.heal()
                 healed_at = time.monotonic()
                 await eventually(lambda: bus.stats()["reconnects"] >= 1, TIMEOUT)
@@ -205,7 +218,7 @@ async def test_half_open_link_is_noticed_and_healed(
             await bus.aclose()
         expected = [] if kind == "redis" else await stored(kind, link.publisher_location, prefix)
     sys.stderr.write(
-        f"\n[half-open {kind}] received {len(received)} of {COUNT}; dead link noticed "
+        f"\n[half-open {kind} {variant}] received {len(received)} of {COUNT}; dead link noticed "
         f"{noticed.result() - dark_at:.2f}s after going dark (healed after "
         f"{healed_at - dark_at:.2f}s); disconnects {stats['disconnects']}, "
         f"outage {stats['outage_seconds']:.2f}s\n"
