@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Coroutine
 from functools import partial
+from typing import Any
 
 from ..backends.base import BaseBackend
 from ..front import Broadcast
@@ -29,10 +31,17 @@ DELAY = 1.0
 class Expiring:
     """The pending ``expire`` calls of one `LoopLayer`."""
 
-    def __init__(self, front: Broadcast, expiry: float, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        front: Broadcast,
+        expiry: float,
+        loop: asyncio.AbstractEventLoop,
+        spawn: Callable[[Coroutine[Any, Any, Any]], None],
+    ) -> None:
         self.front = front
         self.expiry = expiry
         self.loop = loop
+        self.spawn = spawn
         #: Only backends overriding ``expire`` retain anything to expire.
         self.enabled = front.config.backend_class.expire is not BaseBackend.expire
         self.pending: dict[str, asyncio.TimerHandle] = {}
@@ -44,7 +53,7 @@ class Expiring:
 
     def _fire(self, channel: str) -> None:
         del self.pending[channel]
-        self.loop.create_task(self.expire(channel, self.expiry))
+        self.spawn(self.expire(channel, self.expiry))
 
     async def expire(self, channel: str, seconds: float) -> None:
         """Ask the backend to drop ``channel``'s events ``seconds`` from now."""

@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import suppress
 from functools import partial
+from typing import Any
 
 from ..front import Broadcast
 from ..hub import Hub
@@ -38,13 +39,22 @@ CLOSE_GRACE = 2.0
 class Feed:
     """The fetch side of one normal channel on one event loop."""
 
-    __slots__ = ("codec", "expiry", "front", "inbox", "poked", "signal", "task", "topic")
+    __slots__ = ("codec", "expiry", "front", "inbox", "poked", "signal", "spawn", "task", "topic")
 
-    def __init__(self, front: Broadcast, codec: Codec, inbox: Inbox, expiry: float) -> None:
+    def __init__(
+        self,
+        front: Broadcast,
+        codec: Codec,
+        inbox: Inbox,
+        expiry: float,
+        spawn: Callable[[Coroutine[Any, Any, Any]], None],
+    ) -> None:
         self.front = front
         self.codec = codec
         self.inbox = inbox
         self.expiry = expiry
+        #: Runs a coroutine in the background, keeping the task (the loop's `LoopLayer.spawn`).
+        self.spawn = spawn
         self.topic = QUEUE_TOPIC + inbox.name
         self.task: asyncio.Task[None] | None = None
         #: A wake-up came since the last look.
@@ -117,7 +127,7 @@ class Feed:
     def give_back_soon(self) -> None:
         """Return the messages no receiver here will take (they all went away)."""
         if not self.inbox.waiters and self.inbox.messages:
-            asyncio.get_running_loop().create_task(self.give_back())
+            self.spawn(self.give_back())
 
     async def give_back(self) -> None:
         """Put this loop's untaken messages back at the head of the queue, in order."""

@@ -84,7 +84,7 @@ class LoopLayer:
         #: Inboxes without a pending receive(): the only ones the sweep looks at.
         self.idle: set[Inbox] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
-        self.expiring = Expiring(front, limits.expiry, loop)
+        self.expiring = Expiring(front, limits.expiry, loop, self.spawn)
         self.timer: asyncio.TimerHandle | None = None
         self.next_group_scan = 0.0
         self.wants_process_topic = False
@@ -291,7 +291,9 @@ class LoopLayer:
         await self.subscribe(QUEUE_TOPIC + inbox.name)
         inbox = self.open_inbox(inbox.name, own=False)
         if inbox.name not in self.feeds:
-            self.feeds[inbox.name] = Feed(self.front, self.codec, inbox, self.limits.expiry)
+            self.feeds[inbox.name] = Feed(
+                self.front, self.codec, inbox, self.limits.expiry, self.spawn
+            )
         inbox.claimed = True
         return inbox
 

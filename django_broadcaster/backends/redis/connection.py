@@ -34,9 +34,9 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 if sys.version_info >= (3, 11):
-    from asyncio import timeout as _timeout
+    from asyncio import timeout as timeout  # re-exported: streams.py uses it too
 else:  # redis-py depends on async-timeout before Python 3.11.3
-    from async_timeout import timeout as _timeout  # type: ignore[import-not-found,no-redef]
+    from async_timeout import timeout as timeout  # type: ignore[import-not-found,no-redef]
 
 from ...exceptions import ConfigError
 from ...masking import mask_password, redact
@@ -201,7 +201,7 @@ class RedisConnections:
                 connection = self._connection = await self.open_dedicated()
                 self._reopen = False
             try:
-                async with _timeout(self._command_timeout):
+                async with timeout(self._command_timeout):
                     return await round_trip(connection, commands)
             except BaseException as exc:
                 if self._connection is connection:

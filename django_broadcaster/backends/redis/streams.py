@@ -26,7 +26,7 @@ from ...options import is_whole_number, option_error
 from ..base import BackendConfig, RawEvent
 from ..history import IDLE_RETENTION, check_idle_retention
 from . import stream_ids
-from .connection import ConnectionClosed, RedisBackendBase, discard
+from .connection import ConnectionClosed, RedisBackendBase, discard, timeout
 from .publishing import FIELD, StreamPublisher
 from .queues import RedisQueues
 from .stream_wakes import WAKE_NAMESPACE, WakeLink
@@ -237,7 +237,10 @@ class RedisStreamBackend(RedisQueues, RedisBackendBase):
         starts = [self._streams[key] for key in keys]
         command = ("XREAD", "COUNT", XREAD_COUNT, "STREAMS", *keys, *starts)
         try:
-            (reply,) = await asyncio.wait_for(round_trip(fetch, [command]), XREAD_GRACE)
+            # Not asyncio.wait_for: on Python 3.10 and 3.11 it loses a cancellation that
+            # lands as the reply comes, and the hub's reader would then never stop.
+            async with timeout(XREAD_GRACE):
+                (reply,) = await round_trip(fetch, [command])
         except BaseException as exc:
             # A reply may still be due on this connection: never reuse it.
             if self._fetch is fetch:
