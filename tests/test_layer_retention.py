@@ -1,7 +1,7 @@
 """What the channel layer leaves in Redis Streams: group messages and messages to a
 process's channels are gone ``expiry`` after the last one (not after the backend's
 ``IDLE_RETENTION``), and a closed layer removes its process channel's stream.
-Normal channels' queues expire with their last message (tests/test_worker_queues.py)."""
+A normal channel's queue expires with its last message."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import redis.asyncio as aioredis
 
+from django_broadcaster.backends.redis.queues import queue_key
 from django_broadcaster.layers import BroadcastChannelLayer
-from django_broadcaster.layers.names import PROCESS_TOPIC
+from django_broadcaster.layers.names import PROCESS_TOPIC, QUEUE_TOPIC
 
 from .support.backends import REDIS_URL, make_bus
 from .support.waiting import TIMEOUT, receive
@@ -74,3 +75,19 @@ async def test_a_closed_layer_removes_its_process_channel(admin: aioredis.Redis)
     await here.close()
     for front in fronts:
         await front.aclose()
+
+
+@pytest.mark.parametrize("backend_name", ["redis", "redis-stream"])
+async def test_a_normal_channels_queue_expires_with_its_last_message(
+    admin: aioredis.Redis, backend_name: str
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    front = make_bus(backend_name, KEY_PREFIX=prefix)
+    layer = BroadcastChannelLayer(using=front, expiry=1)
+    await layer.send("jobs", {"type": "m"})  # nobody receives it
+    key = queue_key(f"{prefix}:{QUEUE_TOPIC}jobs")
+    assert await admin.llen(key) == 1
+    assert 0 < await admin.pttl(key) <= 1000
+    await until(lambda: gone(admin, key))
+    await layer.close()
+    await front.aclose()

@@ -1,7 +1,9 @@
 """Work queues on Redis, for both Redis backends: one list per queue.
 
-A queue ``Q`` is the list ``<wire name of Q>|queue`` (``|`` cannot occur in a
-channel name, so no channel's key collides with it). Each item is the
+A queue ``Q`` is the list ``{<wire name of Q>}|queue`` (``|`` cannot occur in a
+channel name, so no channel's key collides with it; the braces put it in the
+hash slot of ``Q``'s own key on a Redis Cluster, so a send and its wake-up go
+to one node, in order). Each item is the
 message's deadline (16 digits, milliseconds since the epoch) followed by the
 payload. Sending runs `ENQUEUE`, a script that drops the expired items at the
 head, refuses a full queue and appends; the wake-up is published on channel
@@ -21,8 +23,12 @@ from typing import Any
 from .connection import RedisConnections
 from .wire import raise_errors
 
-#: The suffix of a queue's list key.
-QUEUE_SUFFIX = "|queue"
+
+def queue_key(wire_name: str) -> str:
+    """The list key of the queue whose channel's engine-side name is ``wire_name``."""
+    return "{" + wire_name + "}|queue"
+
+
 #: Digits of the deadline at the head of every item.
 DEADLINE_DIGITS = 16
 
@@ -66,7 +72,7 @@ class RedisQueues:
     ) -> bool:
         now = time.time()
         item = _item(payload, int((now + expiry) * 1000))
-        key = self.wire_name(queue) + QUEUE_SUFFIX
+        key = queue_key(self.wire_name(queue))
         ttl = _ms(expiry)
         added, *_ = raise_errors(
             await self.connections.execute(
@@ -77,7 +83,7 @@ class RedisQueues:
         return bool(added)
 
     async def dequeue(self, queue: str, count: int) -> list[bytes]:
-        key = self.wire_name(queue) + QUEUE_SUFFIX
+        key = queue_key(self.wire_name(queue))
         taken: list[bytes] = []
         while len(taken) < count:
             asked = count - len(taken)
@@ -97,7 +103,7 @@ class RedisQueues:
         self, queue: str, payloads: Sequence[bytes], *, expiry: float, wake: bytes
     ) -> None:
         deadline_ms = int((time.time() + expiry) * 1000)
-        key = self.wire_name(queue) + QUEUE_SUFFIX
+        key = queue_key(self.wire_name(queue))
         items = [_item(payload, deadline_ms) for payload in reversed(payloads)]
         ttl = _ms(expiry)
         raise_errors(
