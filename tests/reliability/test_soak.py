@@ -2,10 +2,11 @@
 
 `SUBSCRIBERS` subscriber processes and `PUBLISHERS` publisher processes share
 one channel; each publisher sends `PER_PUBLISHER` numbered events as fast as
-it can. A third of the way in the backend "restarts" (Redis: the server is
-restarted, with its append-only file; PostgreSQL: every session of the test's
-processes is terminated, as a restart would), two thirds of the way in one
-subscriber's connection is killed (``CLIENT KILL``, ``pg_terminate_backend``).
+it can. When every publisher is a third of the way in, the backend
+"restarts" (Redis: the server is restarted, with its append-only file;
+PostgreSQL: every session of the test's processes is terminated, as a restart
+would); at two thirds one subscriber's connection is killed (``CLIENT KILL``,
+``pg_terminate_backend``).
 On Redis Streams and PostgreSQL every subscriber must then have received
 exactly what the server stored, in order: every event once, each publisher's
 in its order (a publish retried over the restart after its reply was lost is
@@ -181,13 +182,14 @@ async def test_soak(kind: str) -> None:
             async with watcher.subscribe("soak") as progress:
                 high = dict.fromkeys(tags, -1)  # the highest number seen per publisher
                 faults: list[tuple[int, Callable[[], None]]] = [
-                    (TOTAL // 3, setup.restart),
-                    (2 * TOTAL // 3, lambda: setup.kill(subscriber_names[0])),
+                    (PER_PUBLISHER // 3, setup.restart),
+                    (2 * PER_PUBLISHER // 3, lambda: setup.kill(subscriber_names[0])),
                 ]
                 while faults:
                     tag, number = (await progress.get(60)).message
                     high[tag] = max(high[tag], number)
-                    if sum(high.values()) + len(tags) >= faults[0][0]:
+                    # Once every publisher is that far: each has a third left after.
+                    if min(high.values()) + 1 >= faults[0][0]:
                         await asyncio.to_thread(faults.pop(0)[1])
             for process in publishers:
                 await result(process, 300)
