@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 from django.test import RequestFactory, override_settings
@@ -125,3 +126,32 @@ async def test_health_is_503_during_an_outage_and_200_after(
         assert status == 200 and body["status"] == "ok"
         await redis.apublish("b", "back")
         assert (await sub.get(TIMEOUT)).message == "back"
+
+
+async def test_django_health_check_plugin_fails_during_an_outage(
+    two_aliases: None, redis_server: RedisServer
+) -> None:
+    from health_check.views import HealthCheckView
+
+    view = HealthCheckView.as_view(checks=["django_broadcaster.health_check.Broadcast"])
+    only_default = HealthCheckView.as_view(
+        checks=[("django_broadcaster.health_check.Broadcast", {"alias": "default"})]
+    )
+
+    async def check(which: Any) -> tuple[int, dict[str, str]]:
+        response = await which(RequestFactory().get("/ht/", HTTP_ACCEPT="application/json"))
+        return response.status_code, json.loads(response.content)
+
+    redis = broadcasts["redis"]
+    async with redis.subscribe("b"):
+        status, body = await check(view)
+        assert status == 200, body
+        redis_server.stop()
+        await eventually(lambda: redis.stats()["disconnects"] == 1)
+        status, body = await check(view)
+        assert status == 500
+        assert list(body.values()) == ["Unavailable: broadcast backend(s) in an outage: 'redis'"]
+        assert (await check(only_default))[0] == 200
+        await asyncio.to_thread(redis_server.start)
+        await eventually(lambda: redis.stats()["reconnects"] == 1)
+        assert (await check(view))[0] == 200
