@@ -9,6 +9,7 @@ race for the port, and both stop only what they started.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -46,7 +47,8 @@ def _listener() -> socket.socket:
 class UvicornThread:
     name = "uvicorn"
 
-    def __init__(self) -> None:
+    def __init__(self, app: str = "tests.support.sse_asgi:application") -> None:
+        self.app = app
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -61,8 +63,8 @@ class UvicornThread:
         return os.getpid()
 
     def start(self, backends: dict[str, Any]) -> None:
-        from tests.support.sse_asgi import application
-
+        module, _, name = self.app.partition(":")
+        application = getattr(importlib.import_module(module), name)
         listener = _listener()
         self.port = listener.getsockname()[1]
         config = uvicorn.Config(application, lifespan="off", log_level="warning")
@@ -86,7 +88,11 @@ class UvicornThread:
 class DaphneProcess:
     name = "daphne"
 
-    def __init__(self) -> None:
+    def __init__(
+        self, app: str = "tests.support.sse_asgi:application", env: dict[str, str] | None = None
+    ) -> None:
+        self.app = app
+        self.extra_env = env or {}
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         handle, path = tempfile.mkstemp(prefix="sse-daphne-", suffix=".log")
@@ -109,6 +115,7 @@ class DaphneProcess:
             DJANGO_SETTINGS_MODULE="tests.support.command_settings",
             BROADCASTER_TEST_BACKENDS=json.dumps(backends),
             PYTHONUNBUFFERED="1",
+            **self.extra_env,
         )
         listener = _listener()
         try:
@@ -116,14 +123,7 @@ class DaphneProcess:
             fd = listener.fileno()
             with self.log_path.open("wb") as log:
                 self.process = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "daphne",
-                        "--fd",
-                        str(fd),
-                        "tests.support.sse_asgi:application",
-                    ],
+                    self.command(fd),
                     cwd=REPO,
                     env=env,
                     stdin=subprocess.DEVNULL,
@@ -135,6 +135,10 @@ class DaphneProcess:
             listener.close()  # the child has its own copy
         process = self.process
         wait_until_serving(f"{self.url}/sse/default/state/", 30, lambda: process.poll() is None)
+
+    def command(self, fd: int) -> list[str]:
+        """The server's command line, serving on the listening socket ``fd``."""
+        return [sys.executable, "-m", "daphne", "--fd", str(fd), self.app]
 
     def stop(self) -> None:
         process, self.process = self.process, None
@@ -152,3 +156,21 @@ class DaphneProcess:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+
+class UvicornProcess(DaphneProcess):
+    """uvicorn in a subprocess of its own, like `DaphneProcess`."""
+
+    name = "uvicorn"
+
+    def command(self, fd: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--fd",
+            str(fd),
+            "--log-level",
+            "warning",
+            self.app,
+        ]

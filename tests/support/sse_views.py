@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+from channels.layers import get_channel_layer
+from django.conf import settings
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -89,12 +91,16 @@ async def flood(request: HttpRequest, alias: str, channel: str) -> JsonResponse:
 
 
 async def state(request: HttpRequest, alias: str) -> JsonResponse:
-    """Local subscribers per channel and upstream subscriptions of this loop's hub."""
+    """Local subscribers per channel and upstream subscriptions of this loop's hub, the
+    tasks of this loop and, where ``CHANNEL_LAYERS`` is set, the layer's counters."""
     hub = broadcasts[alias].hubs.current()
+    layer = get_channel_layer() if getattr(settings, "CHANNEL_LAYERS", None) else None
     return JsonResponse(
         {
             "subscribers": {c: len(s) for c, s in hub.subscribers.items()},
             "upstream": sorted(hub.upstream),
             "key_prefix": hub.backend.key_prefix,
+            "tasks": len(asyncio.all_tasks()),
+            "layer": layer.status() if layer is not None else None,
         }
     )
