@@ -285,3 +285,19 @@ def slot_map(reply: Any, asked: Address) -> list[Address | None]:
         for slot in range(int(start), int(end) + 1):
             slots[slot] = address
     return slots
+
+
+class OnCluster:
+    """Mixed into both cluster backends: their connections are `ClusterConnections`."""
+
+    location: str
+    connections: RedisConnections
+
+    def new_connections(self, owner: str, kwargs: Mapping[str, Any]) -> RedisConnections:
+        return ClusterConnections(owner, self.location, kwargs)
+
+    @property
+    def cluster(self) -> ClusterConnections:
+        """`connections`, as the cluster connections they are."""
+        assert isinstance(self.connections, ClusterConnections)
+        return self.connections

@@ -15,14 +15,14 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from ..base import BackendConfig, RawEvent
-from .cluster import ClusterConnections
-from .connection import ConnectionClosed, RedisConnections
+from .cluster import OnCluster
+from .connection import ConnectionClosed
 from .pubsub import RedisBackend
 from .shards import ShardSubscriptions
 from .wire import key_error
 
 
-class RedisClusterBackend(RedisBackend):
+class RedisClusterBackend(OnCluster, RedisBackend):
     """`RedisBackend` on Redis Cluster: ``SPUBLISH``, and one ``SSUBSCRIBE``
     connection per master in use."""
 
@@ -38,15 +38,6 @@ class RedisClusterBackend(RedisBackend):
         self._received: deque[RawEvent] = deque()
         self._ready = asyncio.Event()
         self._failure: BaseException | None = None
-
-    def new_connections(self, owner: str, kwargs: Mapping[str, Any]) -> RedisConnections:
-        return ClusterConnections(owner, self.location, kwargs)
-
-    @property
-    def cluster(self) -> ClusterConnections:
-        """`connections`, as the cluster connections they are."""
-        assert isinstance(self.connections, ClusterConnections)
-        return self.connections
 
     async def connect(self) -> None:
         self._failure = None

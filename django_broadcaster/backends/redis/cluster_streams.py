@@ -28,8 +28,8 @@ from typing import Any
 from redis.exceptions import TryAgainError
 
 from ..base import BackendConfig, RawEvent
-from .cluster import ClusterConnections, refusal, slot_of
-from .connection import ConnectionClosed, RedisConnections
+from .cluster import OnCluster, refusal, slot_of
+from .connection import ConnectionClosed
 from .publishing import FIELD
 from .shards import ShardSubscriptions
 from .stream_wakes import IDLE_CHECK
@@ -42,11 +42,6 @@ logger = logging.getLogger("django_broadcaster")
 CATCH_UP_SECONDS = 5.0
 
 
-def newest_id(reply: Any) -> str | None:
-    """The id of the one entry of an ``XREVRANGE ... COUNT 1`` reply, if any."""
-    return text(reply[0][0]) if reply else None
-
-
 def payload_of(fields: Any) -> bytes:
     """The payload field of a raw stream entry (empty when the entry has none)."""
     for index in range(0, len(fields or ()) - 1, 2):
@@ -56,7 +51,7 @@ def payload_of(fields: Any) -> bytes:
     return b""
 
 
-class RedisStreamClusterBackend(RedisStreamBackend):
+class RedisStreamClusterBackend(OnCluster, RedisStreamBackend):
     """`RedisStreamBackend` on Redis Cluster: each stream on its slot's master, one
     ``SSUBSCRIBE`` connection per master in use for the wake-ups."""
 
@@ -74,15 +69,6 @@ class RedisStreamClusterBackend(RedisStreamBackend):
         self._wakeup = asyncio.Event()
         self._failure: BaseException | None = None
         self._caught_up = 0.0  # loop time every stream was last marked due
-
-    def new_connections(self, owner: str, kwargs: Mapping[str, Any]) -> RedisConnections:
-        return ClusterConnections(owner, self.location, kwargs)
-
-    @property
-    def cluster(self) -> ClusterConnections:
-        """`connections`, as the cluster connections they are."""
-        assert isinstance(self.connections, ClusterConnections)
-        return self.connections
 
     async def connect(self) -> None:
         self._failure = None
@@ -115,26 +101,7 @@ class RedisStreamClusterBackend(RedisStreamBackend):
         return [*kept, ("SPUBLISH", self.wire_name(queue), b"")]
 
     async def subscribe(self, positions: Mapping[str, str | None]) -> Mapping[str, str]:
-        if not self.connections.is_open:
-            raise ConnectionClosed(f"{self.alias!r} is closed")
-        keys = {self.wire_name(channel): channel for channel in positions}
-        starts: dict[str, str] = {}
-        for key, position in zip(keys, positions.values(), strict=True):
-            if position is not None:
-                self.id_order(position)  # a ValueError for anything but a stream id
-                starts[key] = position
-        unknown = [key for key in keys if key not in starts]
-        if unknown:
-            # "From now" is the stream's last entry at this moment.
-            replies = await self.connections.execute(
-                *[("XREVRANGE", key, "+", "-", "COUNT", 1) for key in unknown]
-            )
-            for key, reply in zip(unknown, replies, strict=True):
-                if isinstance(reply, Exception):
-                    if "WRONGTYPE" not in str(reply):
-                        raise reply
-                    reply = None  # not a stream: the reader logs it and leaves it alone
-                starts[key] = newest_id(reply) or "0-0"
+        keys, starts, unknown = await self.starting_points(positions)
         self._positions.update(starts)
         self._keys.update(keys)
         await self._shards.subscribe([key.encode() for key in keys])

@@ -151,7 +151,13 @@ class RedisStreamBackend(RedisQueues, RedisBackendBase):
             for (channel, _), (key, _, _), reply in zip(events, entries, replies, strict=True)
         ]
 
-    async def subscribe(self, positions: Mapping[str, str | None]) -> Mapping[str, str]:
+    async def starting_points(
+        self, positions: Mapping[str, str | None]
+    ) -> tuple[dict[str, str], dict[str, str], list[str]]:
+        """What ``subscribe(positions)`` starts from: the stream key of each channel
+        (key -> channel), the id each stream is read after (its position, else its
+        newest entry now, ``"0-0"`` when it has none), and the keys that had no
+        position, whose starts are the baselines ``subscribe()`` returns."""
         if not self.connections.is_open:
             raise ConnectionClosed(f"{self.alias!r} is closed")
         keys = {self.wire_name(channel): channel for channel in positions}
@@ -174,6 +180,10 @@ class RedisStreamBackend(RedisQueues, RedisBackendBase):
                     reply = None  # not a stream: the reader logs it and leaves it alone
                 entries = _entries(reply)
                 starts[key] = entries[0][0] if entries else "0-0"
+        return keys, starts, unknown
+
+    async def subscribe(self, positions: Mapping[str, str | None]) -> Mapping[str, str]:
+        keys, starts, unknown = await self.starting_points(positions)
         link = await self._ensure_link()
         self._streams.update(starts)
         self._channels.update(keys)
