@@ -12,14 +12,12 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
 
 from ..base import BackendConfig, RawEvent
 from .cluster import OnCluster
 from .connection import ConnectionClosed
 from .pubsub import RedisBackend
 from .shards import ShardSubscriptions
-from .wire import key_error
 
 
 class RedisClusterBackend(OnCluster, RedisBackend):
@@ -27,6 +25,7 @@ class RedisClusterBackend(OnCluster, RedisBackend):
     connection per master in use."""
 
     cluster_of = RedisBackend
+    publish_command = "SPUBLISH"  # the message stays inside the shard of its slot
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
@@ -60,21 +59,6 @@ class RedisClusterBackend(OnCluster, RedisBackend):
         if self._failure is None:
             self._failure = exc
         self._ready.set()
-
-    def wake_commands(self, queue: str, wake: bytes, ttl_ms: int) -> list[tuple[Any, ...]]:
-        return [("SPUBLISH", self.wire_name(queue), wake)]
-
-    async def publish_many(
-        self, events: Sequence[tuple[str, bytes]]
-    ) -> list[str | Exception | None]:
-        names = [self.wire_name(channel) for channel, _ in events]
-        replies = await self.connections.execute(
-            *[("SPUBLISH", name, payload) for name, (_, payload) in zip(names, events, strict=True)]
-        )
-        return [
-            key_error("publish on", channel, name, reply) if isinstance(reply, Exception) else None
-            for (channel, _), name, reply in zip(events, names, replies, strict=True)
-        ]
 
     async def subscribe(self, positions: Mapping[str, str | None]) -> Mapping[str, str]:
         names = {self.wire_name(channel).encode(): channel for channel in positions}

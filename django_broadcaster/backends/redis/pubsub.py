@@ -107,6 +107,8 @@ class RedisBackend(RedisQueues, RedisBackendBase):
     """Redis pub/sub: one connection carries every channel; no history (at-most-once)."""
 
     supports_history = False
+    #: The command publishing on a channel (a cluster's shards use SPUBLISH).
+    publish_command: ClassVar[str] = "PUBLISH"
     default_options: ClassVar[Mapping[str, Any]] = {
         **RedisBackendBase.default_options,
         "LIVENESS_INTERVAL": LIVENESS_INTERVAL,
@@ -158,14 +160,17 @@ class RedisBackend(RedisQueues, RedisBackendBase):
         return None
 
     def wake_commands(self, queue: str, wake: bytes, ttl_ms: int) -> list[tuple[Any, ...]]:
-        return [("PUBLISH", self.wire_name(queue), wake)]
+        return [(self.publish_command, self.wire_name(queue), wake)]
 
     async def publish_many(
         self, events: Sequence[tuple[str, bytes]]
     ) -> list[str | Exception | None]:
         names = [self.wire_name(channel) for channel, _ in events]
         replies = await self.connections.execute(
-            *[("PUBLISH", name, payload) for name, (_, payload) in zip(names, events, strict=True)]
+            *[
+                (self.publish_command, name, payload)
+                for name, (_, payload) in zip(names, events, strict=True)
+            ]
         )
         # An error reply (an ACL refusing the channel, say) fails that publish alone.
         return [
