@@ -18,7 +18,7 @@ from . import loops
 from .backends.base import BackendConfig
 from .events import Event, validate_channel_name
 from .exceptions import MessageTooLarge
-from .hub import HubSettings
+from .hub_settings import HubSettings
 from .hubs import Hubs
 from .serializers import Serializer
 from .subscription import Since, Subscription

@@ -17,16 +17,16 @@ import logging
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import partial
 from typing import Protocol, TypeVar
 
-from .backends.base import BackendConfig, BaseBackend, RawEvent
+from .backends.base import BaseBackend, RawEvent
 from .batching import PublishBatcher
 from .events import Event
 from .exceptions import BackendUnavailable, HistoryGap
-from .masking import mask_password, redact
-from .serializers import Serializer
+from .hub_settings import HubSettings, HubStats
+from .masking import redact
 from .signing import Decoder, Signer
 
 logger = logging.getLogger("django_broadcaster")
@@ -34,28 +34,6 @@ T = TypeVar("T")
 
 FIRST_RETRY_DELAY = 0.05
 MAX_RETRY_DELAY = 2.0
-
-
-@dataclass(frozen=True)
-class HubSettings:
-    """What a hub is given: one validated ``BROADCAST_BACKENDS`` entry."""
-
-    config: BackendConfig
-    serializer: Serializer
-    max_queue: int
-    timeout: float
-    max_message_bytes: int = 1024 * 1024
-    #: ``OPTIONS["SIGNING_KEYS"]``, newest first; empty when events are not signed.
-    signing_keys: tuple[bytes, ...] = field(default=(), repr=False)  # secrets
-
-    @property
-    def alias(self) -> str:
-        return self.config.alias
-
-    @property
-    def safe_location(self) -> str:
-        """``LOCATION`` with its password masked."""
-        return mask_password(self.config.location)
 
 
 class Subscriber(Protocol):
@@ -69,23 +47,6 @@ class Subscriber(Protocol):
 
     def hub_closed(self) -> None:
         """The hub closed: no more events will come."""
-
-
-@dataclass
-class HubStats:
-    """Counters of one hub; `Broadcast.stats` adds them up over event loops."""
-
-    published: int = 0
-    received: int = 0
-    undecodable: int = 0
-    #: Events dropped for a missing or wrong signature (with ``SIGNING_KEYS``).
-    forged: int = 0
-    lagged: int = 0
-    disconnects: int = 0
-    reconnects: int = 0
-    outage_seconds: float = 0.0
-    subscribers: int = 0
-    upstream_channels: int = 0
 
 
 class Hub:

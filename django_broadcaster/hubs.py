@@ -11,7 +11,8 @@ from contextlib import suppress
 from dataclasses import fields
 
 from . import loops
-from .hub import Hub, HubSettings, HubStats
+from .hub import Hub
+from .hub_settings import HubSettings, HubStats
 
 
 class Hubs:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .exceptions import ConfigError
 from .front import Broadcast
-from .hub import HubStats
+from .hub_settings import HubStats
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
