@@ -613,6 +613,29 @@ async def test_cancelled_receive_releases_the_channel_once_idle(bus: Broadcast) 
     await layer.close()
 
 
+async def test_a_consumer_that_died_mid_message_is_released_once_its_messages_expire(
+    bus: Broadcast,
+) -> None:
+    """Its last receive() returned (no receive was cancelled) and it never came back,
+    group_discard() never ran: once a message expires unread in its queue, the channel
+    and its memberships are released. A channel that keeps reading is not."""
+    layer = BroadcastChannelLayer(using=bus, expiry=0.3)
+    dead, alive = await layer.new_channel(), await layer.new_channel()
+    for channel in (dead, alive):
+        await layer.group_add("g", channel)
+    await layer.group_send("g", {"type": "first"})
+    for channel in (dead, alive):
+        assert (await receive(layer, channel))["type"] == "first"
+    await layer.group_send("g", {"type": "unread"})  # dead never reads it
+    assert (await receive(layer, alive))["type"] == "unread"
+    reader = asyncio.create_task(layer.receive(alive))  # alive waits for more
+    await eventually(lambda: layer.status()["memberships"] == 1)
+    assert layer.status()["channels"] == 1
+    await layer.group_send("g", {"type": "later"})
+    assert (await asyncio.wait_for(reader, TIMEOUT))["type"] == "later"
+    await layer.close()
+
+
 # -- event loops, threads, sync callers ---------------------------------------------
 
 

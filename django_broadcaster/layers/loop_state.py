@@ -364,10 +364,13 @@ class LoopLayer:
             if inbox.waiters:
                 self.idle.discard(inbox)
                 continue
-            self.expired += inbox.purge(now)
+            dropped = inbox.purge(now)
+            self.expired += dropped
             if now - inbox.last_active < expiry:
                 continue
-            if inbox.abandoned or not (inbox.groups or inbox.messages):
+            # A message expiring unread: nothing received here for `expiry` while work
+            # waited (a consumer that died mid-message never had a receive cancelled).
+            if inbox.abandoned or dropped or not (inbox.groups or inbox.messages):
                 self.forget(inbox)
             elif inbox.claimed:
                 self.unclaim(inbox)
