@@ -3,19 +3,21 @@
 Names map onto broadcast channels like this::
 
     group G                    -> broadcast channel G, carrying the message dict as is
-    process-specific channel   -> "_broadcaster:layer:p:<client>", one per layer per loop
-    normal channel N           -> "_broadcaster:layer:c:N"
+    process-specific channel   -> "_broadcaster:layer:p:<client>", one per layer per process
+    normal channel N           -> work queue "_broadcaster:layer:q:N" in the engine
 
 so ``group_send(G, msg)`` is ``apublish(G, msg)`` and anything published on G
-reaches the group's consumers. ``:`` cannot occur in a Channels name, so the
-layer's own broadcast channels never collide with a group; they are in the
+reaches the group's consumers, while each message sent to N goes to one
+receiver. ``:`` cannot occur in a Channels name, so the layer's own broadcast
+channels never collide with a group; they are in the
 reserved namespace (``events.RESERVED_PREFIX``), which the public API refuses,
 so the layer publishes and subscribes them through the hub directly. With
 ``symmetric_encryption_keys`` every message travels encrypted (`codec`).
 
 A channel whose ``receive()`` was cancelled (a consumer that went away) and is
 not received on again within ``expiry`` seconds is released with its group
-memberships; so is a channel that has been empty and unread for ``expiry``.
+memberships; so is a channel in which a message expired unread, and one that
+has been empty and unread for ``expiry``.
 See docs/channel-layer.rst for the semantics and the channels_redis migration.
 
 The modules:
@@ -25,6 +27,10 @@ The modules:
 - `loop_state`: `LoopLayer`, the layer's queues, groups and subscriptions on one
   event loop, and their housekeeping;
 - `inbox`: `Inbox`, one channel's bounded queue;
+- `feed`: `Feed`, what takes a normal channel's messages from its work queue;
+- `homes`: `Homes`, which loop holds each process-specific channel;
+- `expiring`: `Expiring`, the engine's copies of layer messages dropped after ``expiry``;
+- `names`: the layer's own broadcast channel names;
 - `sink`: `Sink`, the hub subscriber that feeds one broadcast channel to a loop;
 - `codec`: `Codec`, how messages are encoded (and encrypted) for the bus;
 - `checks`: validation of the layer's ``CONFIG``, shared by the constructor and
