@@ -804,3 +804,22 @@ async def test_a_publish_that_heals_the_connection_counts_one_outage(
         assert (stats["disconnects"], stats["reconnects"]) == (1, 1)
     finally:
         await closing(bus)
+
+
+async def test_streams_read_an_entry_added_outside_the_bus() -> None:
+    """A bare ``XADD`` (another program's) publishes no wake-up: the reader still
+    reads it, on its read of every stream every ``CATCH_UP_SECONDS``."""
+    bus = make_bus("redis-stream")
+    admin = aioredis.Redis.from_url(REDIS_URL, protocol=2)
+    try:
+        async with bus.subscribe("outside") as sub:
+            await bus.apublish("outside", "through the bus")
+            assert (await sub.get(10)).message == "through the bus"  # the reader is settled
+            await admin.xadd(
+                bus.config.backend_class(bus.config).wire_name("outside"),
+                {b"data": b'"outside the bus"'},
+            )
+            assert (await sub.get(15)).message == "outside the bus"
+    finally:
+        await admin.aclose()
+        await bus.aclose()

@@ -33,13 +33,10 @@ from .connection import ConnectionClosed
 from .publishing import FIELD
 from .shards import ShardSubscriptions
 from .stream_wakes import IDLE_CHECK
-from .streams import XREAD_COUNT, RedisStreamBackend
+from .streams import CATCH_UP_SECONDS, XREAD_COUNT, RedisStreamBackend
 from .wire import text
 
 logger = logging.getLogger("django_broadcaster")
-
-#: Seconds between reads of every subscribed stream, wake-up or not.
-CATCH_UP_SECONDS = 5.0
 
 
 def payload_of(fields: Any) -> bytes:

@@ -69,12 +69,16 @@ class WakeLink:
 
     async def woken(self) -> list[bytes]:
         """The wake-up names of the next wake-ups and confirmed subscriptions: waits
-        for one, then takes every one already received."""
+        for one, then takes every one already received. Returns ``[]`` at the answer
+        to a ``PING`` too (after `IDLE_CHECK` seconds of silence), so the reader can
+        do its periodic work."""
         names: list[bytes] = []
         while not names or await self._buffered():
             reply = await self._read()
             if isinstance(reply, list) and len(reply) > 1 and reply[0] in WAKING:
                 names.append(reply[1])
+            elif isinstance(reply, list) and reply and reply[0] == b"pong" and not names:
+                return names
         return names
 
     async def _read(self) -> Any:

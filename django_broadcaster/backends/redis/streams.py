@@ -42,6 +42,9 @@ XREAD_COUNT = 100
 XREAD_STREAMS = 500
 #: Seconds an XREAD reply may take before the connection is taken for dead.
 XREAD_GRACE = 5.0
+#: Seconds between reads of every subscribed stream, wake-up or not: an entry added
+#: outside the bus (a bare ``XADD``) wakes nobody.
+CATCH_UP_SECONDS = 5.0
 #: Entries per XRANGE when history reads a whole stream.
 HISTORY_PAGE = 1000
 
@@ -65,6 +68,7 @@ class RedisStreamBackend(RedisQueues, RedisBackendBase):
         self._channels: dict[str, str] = {}  # subscribed stream keys -> channel names
         self._wakes: dict[bytes, str] = {}  # their wake-up names -> stream keys
         self._dirty: set[str] = set()  # stream keys to read
+        self._caught_up = 0.0  # loop time every stream was last marked to read
         self._link: WakeLink | None = None
         self._link_lock = asyncio.Lock()
         self._fetch: AbstractConnection | None = None  # the reader's XREAD connection
@@ -211,9 +215,13 @@ class RedisStreamBackend(RedisQueues, RedisBackendBase):
             await link.send("UNSUBSCRIBE", names)
 
     async def receive(self) -> Sequence[RawEvent]:
+        loop = asyncio.get_running_loop()
         while True:
             if not self.connections.is_open:
                 raise ConnectionClosed(f"{self.alias!r} is closed")
+            if self._streams and loop.time() - self._caught_up >= CATCH_UP_SECONDS:
+                self._dirty.update(self._streams)
+                self._caught_up = loop.time()
             if self._dirty:
                 events = await self._read_streams()
                 if events:
