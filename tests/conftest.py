@@ -1,3 +1,4 @@
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -37,3 +38,15 @@ async def bus(backend_name: str) -> AsyncIterator[Broadcast]:
     yield front
     await front.aclose()
     front.close()  # the bridge loop's hub, used by sync publish
+
+
+@pytest.fixture
+async def hosts(backend_name: str) -> AsyncIterator[list[Broadcast]]:
+    """Two `Broadcast` fronts on one backend store/server and ``KEY_PREFIX``, as two
+    hosts would have; closed after the test."""
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    fronts = [make_bus(backend_name, KEY_PREFIX=prefix) for _ in range(2)]
+    yield fronts
+    for front in fronts:
+        await front.aclose()
+        front.close()

@@ -16,7 +16,6 @@ import logging
 import random
 import re
 import threading
-import uuid
 import warnings
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
@@ -57,17 +56,6 @@ async def layer(bus: Broadcast) -> AsyncIterator[BroadcastChannelLayer]:
     front = BroadcastChannelLayer(using=bus, capacity=3)
     yield front
     await front.close()
-
-
-@pytest.fixture
-async def hosts(backend_name: str) -> AsyncIterator[list[Broadcast]]:
-    """Two `Broadcast` fronts on one backend store/server, as two hosts would have."""
-    prefix = f"t{uuid.uuid4().hex[:12]}"
-    fronts = [make_bus(backend_name, KEY_PREFIX=prefix) for _ in range(2)]
-    yield fronts
-    for front in fronts:
-        await front.aclose()
-        front.close()
 
 
 # -- what channels' own layers are held to -------------------------------------

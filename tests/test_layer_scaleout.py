@@ -18,7 +18,6 @@ import pytest
 from .support.backends import CONFORMANCE_BACKENDS
 from .support.redis_cluster import RedisCluster, RedisSentinels
 from .test_layer import (  # noqa: F401 (collected here again)
-    hosts,
     layer,
     layer_aliases,
     test_a_normal_channel_queues_until_a_receiver_comes,

@@ -12,7 +12,6 @@ import json
 import random
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -42,16 +41,6 @@ def shared_entry(backend_name: str) -> dict[str, Any]:
         db = settings.DATABASES["default"]
         entry["LOCATION"] = f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     return entry
-
-
-@pytest.fixture
-async def hosts(backend_name: str) -> AsyncIterator[list[Broadcast]]:
-    """Two fronts on one engine and prefix, as two hosts would have; closed after."""
-    prefix = f"t{uuid.uuid4().hex[:12]}"
-    fronts = [make_bus(backend_name, KEY_PREFIX=prefix) for _ in range(2)]
-    yield fronts
-    for front in fronts:
-        await front.aclose()
 
 
 async def start_worker(entry: dict[str, Any], channel: str) -> asyncio.subprocess.Process:
