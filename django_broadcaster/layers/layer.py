@@ -176,9 +176,10 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         if "!" in channel:
             client = client_of(channel)
             if client == state.client:
-                home = await self._home_of(channel, state)
-                if home is not state:
-                    return await loops.run_on(home.loop, self._send(channel, message))
+                if channel not in state.inboxes:  # the usual case skips the lookup
+                    home = await self._home_of(channel, state)
+                    if home is not state:
+                        return await loops.run_on(home.loop, self._send(channel, message))
                 state.send_local(state.open_inbox(channel, own=True), state.codec.copy(message))
                 return
             envelope = {"op": "send", "to": channel, "message": message}
@@ -208,9 +209,10 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
                     f"cannot receive on {channel!r}: a process-specific channel is received "
                     "through the layer, in the process, whose new_channel() made it"
                 )
-            home = await self._home_of(channel, state)
-            if home is not state:
-                return await loops.run_on(home.loop, self._receive(channel))
+            if channel not in state.inboxes:  # the usual case skips the lookup
+                home = await self._home_of(channel, state)
+                if home is not state:
+                    return await loops.run_on(home.loop, self._receive(channel))
             inbox = state.open_inbox(channel, own=True)
         else:
             self._require_queues(state)

@@ -21,7 +21,6 @@ so nothing appended in between is missed.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -33,10 +32,8 @@ from .connection import ConnectionClosed
 from .publishing import FIELD
 from .shards import ShardSubscriptions
 from .stream_wakes import IDLE_CHECK
-from .streams import CATCH_UP_SECONDS, XREAD_COUNT, RedisStreamBackend
+from .streams import CATCH_UP_SECONDS, XREAD_COUNT, RedisStreamBackend, log_foreign_key
 from .wire import text
-
-logger = logging.getLogger("django_broadcaster")
 
 
 def payload_of(fields: Any) -> bytes:
@@ -186,13 +183,5 @@ class RedisStreamClusterBackend(OnCluster, RedisStreamBackend):
         for key, kind in zip(keys, replies, strict=True):
             if isinstance(kind, Exception) or text(kind) in ("stream", "none"):
                 continue
-            channel = self._keys.pop(key, key)
             self._positions.pop(key, None)
-            logger.error(
-                "broadcast backend %r cannot read channel %r: Redis key %r holds a %s, not a "
-                "stream; set a KEY_PREFIX to keep broadcast streams apart from other data",
-                self.alias,
-                channel,
-                key,
-                text(kind),
-            )
+            log_foreign_key(self.alias, self._keys.pop(key, key), key, text(kind))

@@ -283,16 +283,8 @@ class RedisStreamBackend(RedisQueues, RedisBackendBase):
         foreign = [(key, kind) for key, kind in zip(keys, types, strict=True)]
         foreign = [(key, kind) for key, kind in foreign if kind not in ("stream", "none")]
         for key, kind in foreign:
-            channel = self._channels.pop(key, key)
             self._streams.pop(key, None)
-            logger.error(
-                "broadcast backend %r cannot read channel %r: Redis key %r holds a %s, not a "
-                "stream; set a KEY_PREFIX to keep broadcast streams apart from other data",
-                self.alias,
-                channel,
-                key,
-                kind,
-            )
+            log_foreign_key(self.alias, self._channels.pop(key, key), key, kind)
         return bool(foreign)
 
     def _collect(self, reply: Any) -> list[RawEvent]:
@@ -358,6 +350,18 @@ class RedisStreamBackend(RedisQueues, RedisBackendBase):
     def id_order(self, event_id: str) -> tuple[int, int]:
         """``(milliseconds, sequence)``; ``"N"`` is ``"N-0"``, as Redis reads it."""
         return stream_ids.stream_id_order(event_id, type(self).__name__)
+
+
+def log_foreign_key(alias: str, channel: str, key: str, kind: str) -> None:
+    """Log, once per key, that a followed stream key holds something else."""
+    logger.error(
+        "broadcast backend %r cannot read channel %r: Redis key %r holds a %s, not a "
+        "stream; set a KEY_PREFIX to keep broadcast streams apart from other data",
+        alias,
+        channel,
+        key,
+        kind,
+    )
 
 
 def _entries(reply: Any) -> list[tuple[str, bytes]]:
