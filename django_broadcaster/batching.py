@@ -70,6 +70,10 @@ class PublishBatcher:
                         future.set_exception(result)
                     else:
                         future.set_result(result)
+                # Let the publishers just woken queue their next events first, so
+                # concurrent publishers keep going out together instead of as a
+                # batch of one followed by a batch of the rest.
+                await asyncio.sleep(0)
         finally:
             self._publishing = False
 
