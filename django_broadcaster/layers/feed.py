@@ -125,7 +125,16 @@ class Feed:
         self.give_back_soon()
 
     def give_back_soon(self) -> None:
-        """Return the messages no receiver here will take (they all went away)."""
+        """Return the messages no receiver here will take (they all went away).
+
+        Looked at once the receivers just woken have run: until then the messages
+        handed to them are still queued, and most calls find nothing to return.
+        """
+        if not self.inbox.waiters and self.inbox.messages:
+            asyncio.get_running_loop().call_soon(self.give_back_untaken)
+
+    def give_back_untaken(self) -> None:
+        """Return the queued messages if no receiver here waits for them."""
         if not self.inbox.waiters and self.inbox.messages:
             self.spawn(self.give_back())
 

@@ -6,21 +6,28 @@ hash slot of ``Q``'s own key on a Redis Cluster, so a send and its wake-up go
 to one node, in order). Each item is the
 message's deadline (16 digits, milliseconds since the epoch) followed by the
 payload. Sending runs `ENQUEUE`, a script that drops the expired items at the
-head, refuses a full queue and appends; the wake-up is published on channel
-``Q`` in the same round trip. Taking is ``LPOP key count`` (Redis 6.2): atomic,
-so no item reaches two receivers; expired items are dropped by the taker.
-Every push sets the key's time to live to the queue's expiry: a queue nobody
-sends to any more is gone with its last message.
+head, refuses a full queue and appends (sent as ``EVALSHA``; loaded after a
+``NOSCRIPT``); the wake-up is published on channel ``Q`` in the same round
+trip. Taking is ``LPOP key count`` (Redis 6.2): atomic, so no item reaches two
+receivers; expired items are dropped by the taker. Every push sets the key's
+time to live to the queue's expiry: a queue nobody sends to any more is gone
+with its last message. The queue calls of one event loop share round trips
+(`SharedTrips`): on a busy queue a receiver's fetch goes with the next send.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
+from ..base import BackendConfig
 from .connection import RedisConnections
+from .shared_trips import SharedTrips
 from .wire import raise_errors
 
 
@@ -46,6 +53,7 @@ redis.call('RPUSH', KEYS[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 """
+ENQUEUE_SHA = hashlib.sha1(ENQUEUE.encode()).hexdigest()
 
 
 def _item(payload: bytes, deadline_ms: int) -> bytes:
@@ -67,6 +75,11 @@ class RedisQueues:
     wire_name: Callable[[str], str]
     wake_commands: Callable[[str, bytes, int], list[tuple[Any, ...]]]
 
+    def __init__(self, config: BackendConfig) -> None:
+        super().__init__(config)  # type: ignore[call-arg]  # the backend's base class
+        #: The round trips of this instance's queue calls (one event loop's).
+        self.queue_trips = SharedTrips(self.connections.execute)
+
     async def enqueue(
         self, queue: str, payload: bytes, *, capacity: int, expiry: float, wake: bytes
     ) -> bool:
@@ -74,12 +87,16 @@ class RedisQueues:
         item = _item(payload, int((now + expiry) * 1000))
         key = queue_key(self.wire_name(queue))
         ttl = _ms(expiry)
-        added, *_ = raise_errors(
-            await self.connections.execute(
-                ("EVAL", ENQUEUE, 1, key, int(now * 1000), capacity, item, ttl),
-                *self.wake_commands(queue, wake, ttl),
-            )
+        commands = (
+            ("EVALSHA", ENQUEUE_SHA, 1, key, int(now * 1000), capacity, item, ttl),
+            *self.wake_commands(queue, wake, ttl),
         )
+        replies = await self.queue_trips.run(*commands)
+        if isinstance(replies[0], NoScriptError):  # first use on this server: load it
+            raise_errors(await self.queue_trips.run(("SCRIPT", "LOAD", ENQUEUE)))
+            # Woken again: a receiver woken by the first wake-up may have looked already.
+            replies = await self.queue_trips.run(*commands)
+        added, *_ = raise_errors(replies)
         return bool(added)
 
     async def dequeue(self, queue: str, count: int) -> list[bytes]:
@@ -87,7 +104,7 @@ class RedisQueues:
         taken: list[bytes] = []
         while len(taken) < count:
             asked = count - len(taken)
-            (items,) = raise_errors(await self.connections.execute(("LPOP", key, asked)))
+            (items,) = raise_errors(await self.queue_trips.run(("LPOP", key, asked)))
             items = items or []
             now_ms = int(time.time() * 1000)
             taken += [
@@ -107,7 +124,7 @@ class RedisQueues:
         items = [_item(payload, deadline_ms) for payload in reversed(payloads)]
         ttl = _ms(expiry)
         raise_errors(
-            await self.connections.execute(
+            await self.queue_trips.run(
                 ("LPUSH", key, *items), ("PEXPIRE", key, ttl), *self.wake_commands(queue, wake, ttl)
             )
         )
