@@ -8,6 +8,8 @@ migrated); nothing is mocked and nothing skips.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hmac
 import json
 import logging
 import os
@@ -24,11 +26,13 @@ import pytest
 from django.core.management import call_command
 from django.db import connection, connections
 from django.test.utils import override_settings
+from django.utils.crypto import salted_hmac
 from psycopg import sql
 
 from django_broadcaster import BackendUnavailable, Broadcast, Event, models
 from django_broadcaster.backends.postgres import HISTORY_TABLE, PostgresBackend, statements
 from django_broadcaster.backends.postgres.connections import Connector
+from django_broadcaster.backends.postgres.envelope import INLINE_MAX
 from django_broadcaster.checks import check_backends
 from django_broadcaster.config import create_broadcast
 from django_broadcaster.exceptions import ConfigError, HistoryGap
@@ -90,23 +94,50 @@ async def test_one_megabyte_message_round_trips(pg: Broadcast) -> None:
     assert [e.message for e in await pg.ahistory("big")] == [big, "small after"]
 
 
+def expected_mac(bus: Broadcast, notify: str, event_id: str, payload: bytes) -> str:
+    """The MAC of an inline notification, computed here from the documented recipe:
+    HMAC-SHA256 of ``<notify>@<id>:<payload>`` under a key derived from SECRET_KEY."""
+    key = salted_hmac(
+        "django_broadcaster.backends.postgres.notify",
+        f"{HISTORY_TABLE}\0{bus.config.key_prefix}",
+        algorithm="sha256",
+    ).digest()
+    return hmac.new(key, f"{notify}@{event_id}:".encode() + payload, "sha256").hexdigest()
+
+
 @pytest.mark.parametrize("serializer", ["json", "msgpack"])
-async def test_notifications_carry_only_the_id_whatever_the_message(
+async def test_notifications_carry_small_events_with_their_mac_and_wake_for_large_ones(
     serializer: str, admin: psycopg.AsyncConnection[Any]
 ) -> None:
-    """Messages of any size and bytes travel through the table; NOTIFY says only which id."""
+    """Messages of any size and bytes arrive; a notification carries the event (base64,
+    with the MAC the statement computed) when it fits NOTIFY's 8,000 bytes, else only
+    its id and the listener reads the table."""
     bus = make_bus("postgres", OPTIONS={"SERIALIZER": serializer})
     try:
         messages: list[Any] = ["é" * 3400, "é" * 3600, "a" * 8000, {"k": "€" * 5000}, "\x00"]
+        head = 2 if serializer == "json" else 3  # the quotes, msgpack's str16 header
+        messages += ["a" * (INLINE_MAX - head), "a" * (INLINE_MAX + 1 - head)]  # the limit
         if serializer == "msgpack":
             messages += [b"\x00\xff" * 2000, b"\x00\xff" * 3000]
-        notify = backend_of(bus).notify_channel("edge")
+        backend = backend_of(bus)
+        notify = backend.notify_channel("edge")
         await admin.execute(sql.SQL("LISTEN {}").format(sql.Identifier(notify)))
         async with bus.subscribe("edge") as sub:
             ids = [await bus.apublish("edge", message) for message in messages]
             assert [e.message for e in await drain(sub, len(messages))] == messages
         notes = admin.notifies(timeout=TIMEOUT, stop_after=len(messages))
-        assert [note.payload async for note in notes] == [f"@{event_id}" for event_id in ids]
+        stored = {e.id: e.payload for e in await backend.history("edge", None, None)}
+        expected = [
+            f"@{i}:{expected_mac(bus, notify, str(i), stored[i])}:"
+            + base64.b64encode(stored[i]).decode()
+            if len(stored[i]) <= INLINE_MAX
+            else f"@{i}"
+            for i in ids
+        ]
+        assert [note.payload async for note in notes] == expected
+        assert all(len(text.encode()) < 8000 for text in expected)
+        sizes = [len(stored[i]) for i in ids]
+        assert INLINE_MAX in sizes and INLINE_MAX + 1 in sizes
     finally:
         await bus.aclose()
 
@@ -303,6 +334,165 @@ async def test_forged_notifications_deliver_nothing_and_block_nothing(
         "are no events of that channel in the history table (a forged NOTIFY, or pruned "
         "already); nothing was handed out for them",
     ]
+
+
+# -- events carried by notifications (a MAC from SECRET_KEY) -----------------------------
+
+
+async def notes_of(conn: psycopg.AsyncConnection[Any], count: int) -> list[str]:
+    return [note.payload async for note in conn.notifies(timeout=TIMEOUT, stop_after=count)]
+
+
+async def insert_row(conn: psycopg.AsyncConnection[Any], wire: str, payload: bytes) -> str:
+    """A row inserted by hand (no notification): its id."""
+    cursor = await conn.execute(
+        sql.SQL("INSERT INTO {} (channel, payload) VALUES (%s, %s) RETURNING id").format(
+            sql.Identifier(HISTORY_TABLE)
+        ),
+        (wire, payload),
+    )
+    row = await cursor.fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+async def test_an_event_with_a_valid_mac_is_handed_out_as_notified(
+    pg: Broadcast, admin: psycopg.AsyncConnection[Any]
+) -> None:
+    """The listener takes an authenticated event from the notification (no table read):
+    a row holding "table" notified inline as "inline" under the backend's key arrives
+    as "inline". Under another key (another project, a rotated SECRET_KEY) the same
+    notification is a wake-up: the row arrives as the table holds it."""
+    backend = backend_of(pg)
+    notify = backend.notify_channel("mac")
+    inline = b'"inline"'
+    body = base64.b64encode(inline).decode()
+    async with pg.subscribe("mac") as sub:
+        first = await insert_row(admin, backend.wire_name("mac"), b'"table"')
+        mac = expected_mac(pg, notify, first, inline)
+        await admin.execute("SELECT pg_notify(%s, %s)", (notify, f"@{first}:{mac}:{body}"))
+        assert await sub.get(TIMEOUT) == Event("mac", "inline", first)
+        second = await insert_row(admin, backend.wire_name("mac"), b'"table"')
+        with override_settings(SECRET_KEY="another project"):
+            mac = expected_mac(pg, notify, second, inline)
+        assert mac != expected_mac(pg, notify, second, inline)
+        await admin.execute("SELECT pg_notify(%s, %s)", (notify, f"@{second}:{mac}:{body}"))
+        assert await sub.get(TIMEOUT) == Event("mac", "table", second)
+
+
+async def test_forged_and_replayed_inline_events_deliver_nothing(
+    pg: Broadcast,
+    admin: psycopg.AsyncConnection[Any],
+    login_role: tuple[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A role with no privilege on the history table listens to genuine notifications
+    and sends them back altered: another id, another channel, a made-up MAC, or as they
+    were. None is delivered, none moves a position; the genuine events all arrive."""
+    backend = backend_of(pg)
+    victim, elsewhere = backend.notify_channel("victim"), backend.notify_channel("elsewhere")
+    spy = await psycopg.AsyncConnection.connect(login_role[1], autocommit=True)
+    try:
+        await spy.execute(
+            sql.SQL("LISTEN {}; LISTEN {}").format(*map(sql.Identifier, [victim, elsewhere]))
+        )
+        async with pg.subscribe("victim") as sub:
+            first = await pg.apublish("victim", "first")
+            assert await sub.get(TIMEOUT) == Event("victim", "first", first)
+            there = await pg.apublish("elsewhere", "of another channel")
+            (genuine, other) = await notes_of(spy, 2)
+            _, mac, body = genuine.split(":")
+            forged_body = base64.b64encode(b'"forged"').decode()
+            big = 2**62
+            forgeries = [
+                f"@{int(first) + 1}:{mac}:{body}",  # the next id (not issued yet)
+                f"@{big}:{mac}:{body}",  # a far id: would block every later event
+                other,  # another channel's event, as it was
+                f"@{first}0:{mac}:{body}",  # the id's digits extended
+                f"@{big}:{'0' * 64}:{forged_body}",  # a made-up MAC
+                f"@{big}:{mac}:{forged_body}",  # a genuine MAC, another payload
+                genuine,  # handed out already: skipped without a word
+            ]
+            notifications = (
+                sql.SQL("pg_notify({}, {})").format(sql.Literal(victim), sql.Literal(text))
+                for text in forgeries
+            )
+            await spy.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(notifications)))
+            after = await pg.apublish("victim", "after")
+            assert await sub.get(TIMEOUT) == Event("victim", "after", after)
+            await asyncio.sleep(0.1)
+            assert sub.pending == 0
+    finally:
+        await spy.close()
+    assert there is not None and other.startswith(f"@{there}:")
+    assert refusals(caplog) == [
+        "refused 6 notification(s) on channel(s) 'victim' of 'default': the ids they announce "
+        "are no events of that channel in the history table (a forged NOTIFY, or pruned "
+        "already); nothing was handed out for them"
+    ]
+    assert [e.message for e in await pg.ahistory("victim")] == ["first", "after"]
+
+
+async def test_inline_and_wake_only_events_of_one_statement_keep_their_order(
+    pg: Broadcast, admin: psycopg.AsyncConnection[Any]
+) -> None:
+    """Concurrent publishes share one statement: small events go inline, large ones as a
+    wake-up. Channel a (both kinds) is read from the table, channel b (small events
+    only) taken from the notifications; together they arrive once each, in id order."""
+    backend = backend_of(pg)
+    listens = (
+        sql.SQL("LISTEN {}").format(sql.Identifier(backend.notify_channel(c)))
+        for c in ("order.a", "order.b")
+    )
+    await admin.execute(sql.SQL("; ").join(listens))
+    large = "x" * INLINE_MAX
+    plan = [("order.a", 0), ("order.a", large), ("order.a", 2), ("order.b", 3), ("order.a", 4)]
+    plan += [("order.b", 5), ("order.b", 6), ("order.a", 7), ("order.a", large)]
+    async with pg.subscribe("order.a", "order.b") as sub:
+        ids = await asyncio.gather(*(pg.apublish(c, m) for c, m in plan))
+        got = await drain(sub, len(plan))
+        await asyncio.sleep(0.1)
+        assert sub.pending == 0
+    assert got == [Event(c, m, i) for (c, m), i in zip(plan, ids, strict=True)]
+    notes = await notes_of(admin, len(plan))
+    assert [note.count(":") == 2 for note in notes] == [m != large for _, m in plan]
+
+
+async def test_replayed_notifications_at_or_before_a_resume_point_are_skipped(
+    pg: Broadcast, admin: psycopg.AsyncConnection[Any]
+) -> None:
+    """A subscriber resumes after event 2 (since=): genuine notifications of events 1
+    and 2, sent again, hand out nothing; the next event arrives once."""
+    notify = backend_of(pg).notify_channel("resume")
+    await admin.execute(sql.SQL("LISTEN {}").format(sql.Identifier(notify)))
+    await pg.apublish("resume", 1)
+    second = await pg.apublish("resume", 2)
+    old = await notes_of(admin, 2)
+    async with pg.subscribe("resume", since=second) as sub:
+        for text in old:
+            await admin.execute("SELECT pg_notify(%s, %s)", (notify, text))
+        third = await pg.apublish("resume", 3)
+        assert await sub.get(TIMEOUT) == Event("resume", 3, third)
+        await asyncio.sleep(0.1)
+        assert sub.pending == 0
+
+
+async def test_without_a_secret_key_notifications_only_wake(
+    admin: psycopg.AsyncConnection[Any],
+) -> None:
+    with override_settings(SECRET_KEY=""):
+        bus = make_bus("postgres")
+        backend = backend_of(bus)  # made here: reads SECRET_KEY
+    try:
+        notify = backend.notify_channel("keyless")
+        await admin.execute(sql.SQL("LISTEN {}").format(sql.Identifier(notify)))
+        async with bus.subscribe("keyless") as sub:
+            ids = [await bus.apublish("keyless", n) for n in range(3)]
+            ids += await asyncio.gather(*(bus.apublish("keyless", n) for n in range(3, 6)))
+            assert [e.id for e in await drain(sub, 6)] == ids
+        assert await notes_of(admin, 6) == [f"@{i}" for i in ids]
+    finally:
+        await bus.aclose()
 
 
 MALFORMED_IDS = [

@@ -15,10 +15,11 @@ from ..base import BackendConfig, BaseBackend, RawEvent
 from ..liveness import LIVENESS_INTERVAL
 from . import configuration, deployment, queues, statements
 from .connections import Connection, Connector, shut
-from .envelope import event_number
+from .envelope import event_number, inline
 from .listener import Listener
 from .names import ChannelNames, channel_names, short_prefix
 from .retention import Retention
+from .sealing import NotifyKey
 
 logger = logging.getLogger("django_broadcaster")
 
@@ -61,12 +62,16 @@ class PostgresBackend(BaseBackend):
         self._retained = statements.retained(max_age)
         self._connector = Connector(self.alias, self.location, repr(self))
         self._retention = Retention(size, max_age)
+        #: Authenticates events carried inline by notifications (``None``: no
+        #: ``SECRET_KEY``, every notification is a wake-up).
+        self._key = NotifyKey.from_settings(statements.HISTORY_TABLE, self._prefix)
         self._listener = Listener(
             self.alias,
             self._prefix,
             self._connector,
             max_age,
             self.options["LIVENESS_INTERVAL"],
+            self._key,
         )
         #: The connection that publishes, reads history and prunes (open between
         #: connect() and close()).
@@ -138,11 +143,15 @@ class PostgresBackend(BaseBackend):
     async def publish(self, channel: str, payload: bytes) -> str | None:
         names = self._names(channel)
         conn = self._publisher()
+        body, head = self._inline(names, payload)
         params = {
             "key": names.lock_key,
             "channel": names.wire,
             "payload": payload,
             "notify": names.notify,
+            "inline": body,
+            "head": head,
+            "outer": None if self._key is None else self._key.outer,
         }
         async with self._connector.errors():
             cursor = await conn.execute(statements.PUBLISH, params)
@@ -172,11 +181,15 @@ class PostgresBackend(BaseBackend):
     ) -> list[str | Exception | None]:
         names = [self._names(channel) for channel, _ in events]
         conn = self._publisher()
+        inlines = [self._inline(n, payload) for n, (_, payload) in zip(names, events, strict=True)]
         params = {
             "keys": sorted({n.lock_key for n in names}),
             "channels": [n.wire for n in names],
             "payloads": [payload for _, payload in events],
             "notifies": [n.notify for n in names],
+            "inlines": [body for body, _ in inlines],
+            "heads": [head for _, head in inlines],
+            "outer": None if self._key is None else self._key.outer,
         }
         async with self._connector.errors():
             cursor = await conn.execute(statements.PUBLISH_MANY, params)
@@ -185,6 +198,14 @@ class PostgresBackend(BaseBackend):
             raise psycopg.DataError(f"published {len(events)} events, got {len(rows)} ids")
         self._retention.published({n.wire for n in names}, len(events), self.prune)
         return [str(row[0]) for row in rows]
+
+    def _inline(self, names: ChannelNames, payload: bytes) -> tuple[str | None, bytes | None]:
+        """The statement parameters ``inline`` and ``head`` of ``payload`` on a channel:
+        ``(None, None)`` (a wake-up) without a key or for a payload too large."""
+        body = None if self._key is None else inline(payload)
+        if body is None or self._key is None:
+            return None, None
+        return body, self._key.head(names.notify)
 
     # -- work queues (see `queues`) -------------------------------------------
 

@@ -5,9 +5,11 @@ subscription, so a process that only publishes never opens it. Subscribing
 takes the channels' publish locks for an instant, starts ``LISTEN`` and reads
 either each new channel's newest id (its baseline) or every event after each
 resumed channel's position, all in one transaction: every event committed
-before is in the table, every later one is notified. A notification only wakes
-the reader (anyone may ``NOTIFY``): what it hands out is read from the table,
-so a forged notification delivers nothing and moves no position. Per channel,
+before is in the table, every later one is notified. A notification carrying
+its event with a valid MAC (see `sealing`) is handed out as it is; any other
+only wakes the reader (anyone may ``NOTIFY``): what it hands out is then read
+from the table, so a forged notification delivers nothing and moves no
+position. Per channel,
 events are handed out in id order and an id is never handed out twice. After
 ``OPTIONS["LIVENESS_INTERVAL"]`` seconds without a notification the connection
 is probed with ``SELECT 1``; it is taken for dead (a half-open link) when that,
@@ -22,6 +24,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import psycopg
@@ -29,8 +32,9 @@ import psycopg
 from ..base import RawEvent
 from . import statements
 from .connections import Connection, Connector, shut
-from .envelope import event_number, notified_id
+from .envelope import Notified, event_number, notified
 from .names import ChannelNames, channel_names
+from .sealing import NotifyKey
 
 logger = logging.getLogger("django_broadcaster")
 
@@ -38,6 +42,20 @@ T = TypeVar("T")
 
 #: Channels LISTENed (and locked) per transaction; keeps lock-table use small.
 LISTEN_CHUNK = 100
+
+
+@dataclass
+class _Batch:
+    """One batch of notifications, sorted."""
+
+    #: ``(channel, id or None for a foreign payload, that payload)``, in arrival order.
+    announced: list[tuple[str, int | None, bytes]] = field(default_factory=list)
+    #: The channels to read from the table, each up to the highest id announced ...
+    upto: dict[str, int] = field(default_factory=dict)
+    #: ... by wire name (taken with the batch: an unsubscribe may come during the read).
+    wires: dict[str, str] = field(default_factory=dict)
+    #: Per channel announced, its events to hand out, in id order.
+    pending: dict[str, deque[tuple[int, bytes]]] = field(default_factory=dict)
 
 
 class Listener:
@@ -50,8 +68,10 @@ class Listener:
         connector: Connector,
         history_max_age: float | None,
         liveness: float | None,
+        key: NotifyKey | None,
     ) -> None:
         self.alias = alias
+        self._key = key
         self._liveness = liveness
         self._prefix = prefix
         self._connector = connector
@@ -241,7 +261,13 @@ class Listener:
                         await self._bounded(conn, conn.execute("SELECT 1"), "a liveness probe")
                     continue  # else interrupted by subscribe(), unsubscribe() or close()
                 notes = task.result()
-                await self._bounded(conn, self._ingest(conn, notes), "reading notified events")
+                batch = self._sort(notes)
+                rows: list[tuple[str, int, bytes]] = []
+                if batch.upto:
+                    rows = await self._bounded(
+                        conn, self._rows_up_to(conn, batch), "reading notified events"
+                    )
+                self._hand_out(batch, rows)
         events = list(self._inbox)
         self._inbox.clear()
         return events
@@ -276,38 +302,57 @@ class Listener:
         """The notifications of the next packet (or those psycopg kept meanwhile)."""
         return [note async for note in conn.notifies(stop_after=1)]
 
-    async def _ingest(self, conn: Connection, notes: Sequence[psycopg.Notify]) -> None:
-        """Hand out what ``notes`` announce. A notification is trusted for nothing but
-        "this channel has news up to this id" (anyone may ``NOTIFY``): the events handed
-        out, and the positions they move, are rows of the table, read in one query per
-        batch. A notified id that is no row of that channel is refused."""
-        announced: list[tuple[str, int | None, bytes]] = []  # in arrival (commit) order
-        upto: dict[str, int] = {}  # per channel, the highest id announced
+    def _sort(self, notes: Sequence[psycopg.Notify]) -> _Batch:
+        """What ``notes`` announce, and which channels must be read from the table. A
+        wake-up is trusted for nothing but "this channel has news up to this id" (anyone
+        may ``NOTIFY``): the events handed out, and the positions they move, are rows of
+        the table, read in one query per batch. A channel whose notifications in the
+        batch all carry their event with a valid MAC gets those events as they are."""
+        batch = _Batch()
+        carried: dict[str, list[tuple[int, bytes]]] = {}  # authenticated inline events
+        top: dict[str, int] = {}  # per channel, the highest id announced
         for note in notes:
             channel = self._by_notify.get(note.channel)
             if channel is None:
                 continue  # unsubscribed meanwhile
-            event_id = notified_id(note.payload)
-            if event_id is None:
-                announced.append((channel, None, note.payload.encode()))
-            elif event_id > self._last.get(channel, 0):  # else handed out already
-                announced.append((channel, event_id, b""))
-                upto[channel] = max(event_id, upto.get(channel, 0))
-        rows = await self._rows_up_to(conn, upto) if upto else []
+            said = notified(note.payload)
+            if said is None:
+                batch.announced.append((channel, None, note.payload.encode()))
+                continue
+            if said.id <= self._last.get(channel, 0):
+                continue  # handed out already
+            batch.announced.append((channel, said.id, b""))
+            top[channel] = max(said.id, top.get(channel, 0))
+            if said.payload is not None and self._authentic(note.channel, said):
+                carried.setdefault(channel, []).append((said.id, said.payload))
+            else:
+                batch.upto[channel] = 0
+        for channel, highest in top.items():
+            if channel in batch.upto:
+                batch.upto[channel] = highest
+                batch.wires[self._listening[channel].wire] = channel
+                batch.pending[channel] = deque()
+            else:
+                batch.pending[channel] = deque(sorted(carried[channel]))
+        return batch
+
+    def _hand_out(self, batch: _Batch, rows: Sequence[tuple[str, int, bytes]]) -> None:
+        """Deliver ``batch``, the channels it had to read getting ``rows`` (theirs up to
+        the highest id announced), in the order of the notifications. A notified id
+        that is no row of that channel is refused."""
+        for channel, event_id, payload in rows:
+            batch.pending[channel].append((event_id, payload))
         read = {(channel, event_id) for channel, event_id, _ in rows}
         refused = [
             channel
-            for channel, event_id, _ in announced
-            if event_id is not None and (channel, event_id) not in read
+            for channel, event_id, _ in batch.announced
+            if channel in batch.upto and event_id is not None and (channel, event_id) not in read
         ]
-        pending: dict[str, deque[tuple[int, bytes]]] = {channel: deque() for channel in upto}
-        for channel, event_id, payload in rows:
-            pending[channel].append((event_id, payload))
-        for channel, announced_id, payload in announced:
+        for channel, announced_id, payload in batch.announced:
             if announced_id is None:
                 self._deliver(channel, None, payload)
                 continue
-            queue = pending[channel]  # the channel's rows up to the announced id
+            queue = batch.pending[channel]  # the channel's events up to the announced id
             while queue and queue[0][0] <= announced_id:
                 self._deliver(channel, *queue.popleft())
         if refused:
@@ -320,12 +365,19 @@ class Listener:
                 self.alias,
             )
 
-    async def _rows_up_to(
-        self, conn: Connection, upto: Mapping[str, int]
-    ) -> list[tuple[str, int, bytes]]:
-        """``(channel, id, payload)`` of the rows of each channel of ``upto`` after the
-        last event handed out there, up to the given id, in id order."""
-        wires = {self._listening[channel].wire: channel for channel in upto}
+    def _authentic(self, notify: str, said: Notified) -> bool:
+        """Whether ``said`` carries an event with the MAC of this backend's key."""
+        return (
+            self._key is not None
+            and said.mac is not None
+            and said.payload is not None
+            and self._key.verify(notify, said.digits, said.mac, said.payload)
+        )
+
+    async def _rows_up_to(self, conn: Connection, batch: _Batch) -> list[tuple[str, int, bytes]]:
+        """``(channel, id, payload)`` of the rows of each channel ``batch`` reads, after
+        the last event handed out there, up to the highest id announced, in id order."""
+        wires, upto = batch.wires, batch.upto
         async with self._connector.errors():
             cursor = conn.cursor(binary=True)
             if len(wires) == 1:

@@ -26,17 +26,41 @@ LOCK_CHANNELS = sql.SQL(
     " (SELECT DISTINCT k FROM unnest(%(keys)s::int4[]) AS k ORDER BY k) AS s"
 ).format(cls=sql.Literal(LOCK_CLASS))
 
-#: Insert one event under its channel's lock and notify it: ``(id, _)``.
+
+def _notification(event_id: str, payload: str, inline: str, head: str) -> sql.Composed:
+    """The notification of event ``event_id``: ``@<id>`` when ``inline`` (the payload's
+    base64) is ``NULL``, else ``@<id>:<mac>:<inline>``, the MAC being the HMAC-SHA256
+    of ``<notify>@<id>:<payload>``: ``sha256(outer || sha256(head || id || ':' ||
+    payload))``, ``head`` being the inner key and ``<notify>@`` (see `sealing`)."""
+    return sql.SQL(
+        "CASE WHEN {inline}::text IS NULL THEN '@' || {id} ELSE '@' || {id} || ':' ||"
+        " encode(sha256(%(outer)b::bytea || sha256({head}::bytea"
+        " || convert_to({id} || ':', 'UTF8') || {payload})), 'hex') || ':' || {inline} END"
+    ).format(
+        id=sql.SQL(event_id),
+        payload=sql.SQL(payload),
+        inline=sql.SQL(inline),
+        head=sql.SQL(head),
+    )
+
+
+#: Insert one event under its channel's lock and notify it: ``(id, _)``. ``inline``
+#: (the payload's base64), ``head`` and ``outer`` are ``NULL`` for a wake-up.
 PUBLISH = sql.SQL(
     "WITH lock AS MATERIALIZED"
     " (SELECT pg_advisory_xact_lock({cls}::int4, %(key)s::int4)), "
     "row AS (INSERT INTO {table} (channel, payload) "
     "SELECT %(channel)s, %(payload)b FROM lock RETURNING id) "
-    "SELECT id, pg_notify(%(notify)s, '@' || id) FROM row"
-).format(table=_TABLE, cls=sql.Literal(LOCK_CLASS))
+    "SELECT id, pg_notify(%(notify)s, {note}) FROM row"
+).format(
+    table=_TABLE,
+    cls=sql.Literal(LOCK_CLASS),
+    note=_notification("id", "%(payload)b", "%(inline)s", "%(head)b"),
+)
 
 #: Several events in one statement: locks are taken in key order (no deadlock
 #: between batches), rows inserted in batch order, notifications sent in id order.
+#: ``inlines`` and ``heads`` are per event, as in `PUBLISH`.
 PUBLISH_MANY = sql.SQL(
     "WITH lock AS MATERIALIZED ({lock}), "
     "rows AS (INSERT INTO {table} (channel, payload)"
@@ -44,11 +68,16 @@ PUBLISH_MANY = sql.SQL(
     " unnest(%(channels)s::text[], %(payloads)b::bytea[]) WITH ORDINALITY"
     " AS u(channel, payload, n) ORDER BY u.n RETURNING id), "
     "numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM rows) "
-    "SELECT x.id, pg_notify(x.notify, '@' || x.id) FROM"
-    " (SELECT numbered.id, b.notify FROM numbered JOIN"
-    " unnest(%(notifies)s::text[]) WITH ORDINALITY"
-    " AS b(notify, n) ON b.n = numbered.n ORDER BY numbered.n) AS x"
-).format(table=_TABLE, lock=LOCK_CHANNELS)
+    "SELECT x.id, pg_notify(x.notify, {note}) FROM"
+    " (SELECT numbered.id, b.notify, b.payload, b.inline, b.head FROM numbered JOIN"
+    " unnest(%(notifies)s::text[], %(payloads)b::bytea[], %(inlines)s::text[],"
+    " %(heads)b::bytea[]) WITH ORDINALITY AS b(notify, payload, inline, head, n)"
+    " ON b.n = numbered.n ORDER BY numbered.n) AS x"
+).format(
+    table=_TABLE,
+    lock=LOCK_CHANNELS,
+    note=_notification("x.id", "x.payload", "x.inline", "x.head"),
+)
 
 #: The last id the table's sequence handed out (``NULL``: never used).
 LAST_ISSUED_ID = sql.SQL(
