@@ -67,6 +67,25 @@ async def test_calls_made_during_a_round_trip_go_together_in_the_next(recorded: 
     assert recorded.trips[-1] == (("ECHO", "alone"),), "nothing in flight: sent at once"
 
 
+async def test_a_caller_answered_calls_again_in_the_next_round_trip(recorded: Recorded) -> None:
+    """As a sender awaiting each send does: its next call joins the call queued while
+    its round trip was in flight (a fetch), instead of each going alone."""
+    trips = SharedTrips(recorded)
+
+    async def sender() -> list[Any]:
+        await trips.run(SLOW)
+        return await trips.run(("ECHO", "next send"))
+
+    first = await started(trips.run(SLOW))
+    sending = await started(sender())
+    await first  # the sender's first call is in flight now
+    await asyncio.sleep(0.05)
+    fetch = await started(trips.run(("ECHO", "fetch")))
+    assert await sending == [b"next send"]
+    assert await fetch == [b"fetch"]
+    assert recorded.trips == [(SLOW,), (SLOW,), (("ECHO", "fetch"), ("ECHO", "next send"))]
+
+
 async def test_each_call_gets_its_own_error_replies(recorded: Recorded) -> None:
     key = f"shared-trips-{uuid.uuid4().hex}"
     trips = SharedTrips(recorded)
