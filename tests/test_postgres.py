@@ -477,11 +477,16 @@ async def test_replayed_notifications_at_or_before_a_resume_point_are_skipped(
         assert sub.pending == 0
 
 
-async def test_without_a_secret_key_notifications_only_wake(
-    admin: psycopg.AsyncConnection[Any],
+@pytest.mark.parametrize(
+    ("secret", "options"),
+    [("", {}), ("a secret", {"NOTIFY_PAYLOADS": False})],
+    ids=["no SECRET_KEY", "NOTIFY_PAYLOADS off"],
+)
+async def test_without_a_key_or_notify_payloads_notifications_only_wake(
+    secret: str, options: dict[str, Any], admin: psycopg.AsyncConnection[Any]
 ) -> None:
-    with override_settings(SECRET_KEY=""):
-        bus = make_bus("postgres")
+    with override_settings(SECRET_KEY=secret):
+        bus = make_bus("postgres", OPTIONS=options)
         backend = backend_of(bus)  # made here: reads SECRET_KEY
     try:
         notify = backend.notify_channel("keyless")
@@ -946,6 +951,7 @@ def test_good_locations() -> None:
         {"HISTORY_MAX_AGE": True},
         {"HISTORY_SIZE": None, "HISTORY_MAX_AGE": None},
         {"SYNCHRONOUS_COMMIT": "off"},
+        {"NOTIFY_PAYLOADS": "no"},
         {"RETENTION": 5},
     ],
 )

@@ -47,6 +47,9 @@ def _configure(
             BROADCAST_BACKENDS={"default": conf},
             DATABASES={"default": database} if database else {},
             USE_TZ=True,
+            # As in any Django project: PostgreSQL's notifications carry small events
+            # only under a key derived from it.
+            SECRET_KEY="benchmarks",
         )
         django.setup()
         if database:

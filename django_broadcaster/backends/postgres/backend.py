@@ -34,6 +34,7 @@ class PostgresBackend(BaseBackend):
     ``postgresql://`` URL. ``OPTIONS``: ``HISTORY_SIZE`` (events kept per
     channel) and ``HISTORY_MAX_AGE`` (seconds), either may be ``None``;
     ``SYNCHRONOUS_COMMIT`` (``False``: publishing does not wait for the WAL flush);
+    ``NOTIFY_PAYLOADS`` (``False``: notifications carry ids only, never events);
     ``LIVENESS_INTERVAL`` (seconds of silence before the ``LISTEN`` connection is probed).
     """
 
@@ -43,6 +44,7 @@ class PostgresBackend(BaseBackend):
         "HISTORY_SIZE": 1000,
         "HISTORY_MAX_AGE": 86400,
         "SYNCHRONOUS_COMMIT": True,
+        "NOTIFY_PAYLOADS": True,
         "LIVENESS_INTERVAL": LIVENESS_INTERVAL,
     }
     connection_errors: ClassVar[tuple[type[BaseException], ...]] = (
@@ -63,8 +65,12 @@ class PostgresBackend(BaseBackend):
         self._connector = Connector(self.alias, self.location, repr(self))
         self._retention = Retention(size, max_age)
         #: Authenticates events carried inline by notifications (``None``: no
-        #: ``SECRET_KEY``, every notification is a wake-up).
-        self._key = NotifyKey.from_settings(statements.HISTORY_TABLE, self._prefix)
+        #: ``SECRET_KEY``, or ``NOTIFY_PAYLOADS`` off; every notification is a wake-up).
+        self._key = (
+            NotifyKey.from_settings(statements.HISTORY_TABLE, self._prefix)
+            if self.options["NOTIFY_PAYLOADS"]
+            else None
+        )
         self._listener = Listener(
             self.alias,
             self._prefix,

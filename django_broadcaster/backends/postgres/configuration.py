@@ -82,16 +82,17 @@ def _check_url(location: str) -> None:
 
 def check_options(options: Mapping[str, Any]) -> None:
     """Raise `ConfigError` (``E006``) for a bad ``HISTORY_SIZE``, ``HISTORY_MAX_AGE``,
-    ``SYNCHRONOUS_COMMIT`` or ``LIVENESS_INTERVAL``, or for a history bounded by neither
-    count nor age."""
+    ``SYNCHRONOUS_COMMIT``, ``NOTIFY_PAYLOADS`` or ``LIVENESS_INTERVAL``, or for a history
+    bounded by neither count nor age."""
     size, age = options.get("HISTORY_SIZE"), options.get("HISTORY_MAX_AGE")
     if size is not None and not is_whole_number(size, 1):
         raise option_error("HISTORY_SIZE", "a whole number >= 1 or None", size)
     if age is not None and not is_seconds(age):
         raise option_error("HISTORY_MAX_AGE", "a number of seconds > 0 or None", age)
-    synchronous = options.get("SYNCHRONOUS_COMMIT", True)
-    if not isinstance(synchronous, bool):
-        raise option_error("SYNCHRONOUS_COMMIT", "True or False", synchronous)
+    for name in ("SYNCHRONOUS_COMMIT", "NOTIFY_PAYLOADS"):
+        flag = options.get(name, True)
+        if not isinstance(flag, bool):
+            raise option_error(name, "True or False", flag)
     check_liveness_interval(options)
     if size is None and age is None:
         raise option_error(
