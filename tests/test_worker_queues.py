@@ -264,6 +264,24 @@ async def test_a_backend_without_queues_refuses_normal_channels_in_one_line() ->
     await front.aclose()
 
 
+@pytest.mark.parametrize("backend_name", ["redis", "redis-stream"])
+async def test_a_send_after_redis_forgot_the_queue_script_loads_it_again(
+    backend_name: str,
+) -> None:
+    """Sends go as ``EVALSHA``: after a restart, ``SCRIPT FLUSH`` or a failover the
+    server answers ``NOSCRIPT``, and the send loads the script and goes again."""
+    bus = make_bus(backend_name)
+    backend: Any = bus.config.backend_class(bus.config)
+    await backend.connect()
+    try:
+        await backend.connections.execute(("SCRIPT", "FLUSH"))
+        assert await backend.enqueue("jobs", b"first", capacity=5, expiry=60, wake=b"0")
+        assert await backend.enqueue("jobs", b"second", capacity=5, expiry=60, wake=b"0")
+        assert await backend.dequeue("jobs", 5) == [b"first", b"second"]
+    finally:
+        await backend.close()
+
+
 def test_receive_is_a_coroutine_function_and_a_new_channel_waits() -> None:
     """channels_redis's test_proxied_methods_coroutine_check and test_receive_hang."""
     import inspect
