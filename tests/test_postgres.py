@@ -30,6 +30,7 @@ from django.utils.crypto import salted_hmac
 from psycopg import sql
 
 from django_broadcaster import BackendUnavailable, Broadcast, Event, models
+from django_broadcaster.backends.base import RawEvent
 from django_broadcaster.backends.postgres import HISTORY_TABLE, PostgresBackend, statements
 from django_broadcaster.backends.postgres.connections import Connector
 from django_broadcaster.backends.postgres.envelope import INLINE_MAX
@@ -250,6 +251,31 @@ async def test_foreign_notifications_are_logged_and_skipped(
     # The reader survived: the channel still works, history shows the raw row too.
     history = await backend.history("junk", None, None)
     assert [e.id for e in history] == [str(junk_id), event_id]
+
+
+async def test_a_refused_notification_hands_out_no_event_ahead_of_its_turn(
+    pg: Broadcast, admin: psycopg.AsyncConnection[Any]
+) -> None:
+    backend = backend_of(pg)
+    notify = backend.notify_channel("turns")
+    async with pg.subscribe("turns") as sub:
+        # One transaction, so the event's row is in the table when the forged id
+        # makes the listener read up to it: a forged id, a plain NOTIFY, then an
+        # event and its wake-up.
+        async with admin.transaction():
+            await admin.execute("SELECT pg_notify(%s, '@9223372036854775000')", (notify,))
+            await admin.execute("SELECT pg_notify(%s, %s)", (notify, '"plain"'))
+            cursor = await admin.execute(
+                sql.SQL("INSERT INTO {} (channel, payload) VALUES (%s, %s) RETURNING id").format(
+                    sql.Identifier(HISTORY_TABLE)
+                ),
+                (backend.wire_name("turns"), b'"event"'),
+            )
+            row = await cursor.fetchone()
+            assert row is not None
+            await admin.execute("SELECT pg_notify(%s, %s)", (notify, f"@{row[0]}"))
+        events = await drain(sub, 2)
+    assert events == [Event("turns", "plain", None), Event("turns", "event", str(row[0]))]
 
 
 @pytest.fixture
@@ -719,6 +745,59 @@ async def test_receive_waits_quietly_and_close_wakes_it() -> None:
             await asyncio.wait_for(idle, 2)
         assert time.monotonic() - begun < 0.5
     finally:
+        await backend.close()
+
+
+async def test_only_a_silent_listen_connection_is_probed(
+    admin: psycopg.AsyncConnection[Any],
+) -> None:
+    bus = create_broadcast(
+        "default",
+        {
+            "BACKEND": BACKEND,
+            "LOCATION": database_url(),
+            "KEY_PREFIX": f"t{uuid.uuid4().hex[:12]}",
+            "OPTIONS": {"LIVENESS_INTERVAL": 0.3},
+        },
+    )
+    backend = PostgresBackend(bus.config)
+    await backend.connect()
+    received: list[RawEvent] = []
+
+    async def receiving() -> None:
+        while True:
+            received.extend(await backend.receive())
+
+    async def last_statement() -> str:
+        assert backend._listener.connection is not None
+        pid = backend._listener.connection.pgconn.backend_pid
+        cursor = await admin.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", (pid,))
+        row = await cursor.fetchone()
+        assert row is not None
+        return str(row[0])
+
+    reader = asyncio.ensure_future(receiving())
+    try:
+        await backend.subscribe({"steady": None})
+        # A notification every 0.1 s: never silent for 0.3 s, never probed.
+        for n in range(8):
+            await backend.publish("steady", str(n).encode())
+            await asyncio.sleep(0.1)
+        assert await last_statement() != "SELECT 1"
+        # Silent for two intervals: probed, and still receiving.
+        await asyncio.sleep(0.6)
+        assert await last_statement() == "SELECT 1"
+        await backend.publish("steady", b"after")
+        for _ in range(100):
+            if len(received) == 9:
+                break
+            await asyncio.sleep(0.02)
+        assert [event.payload for event in received] == [
+            *(str(n).encode() for n in range(8)),
+            b"after",
+        ]
+    finally:
+        reader.cancel()
         await backend.close()
 
 

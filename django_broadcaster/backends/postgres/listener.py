@@ -9,8 +9,9 @@ before is in the table, every later one is notified. A notification carrying
 its event with a valid MAC (see `sealing`) is handed out as it is; any other
 only wakes the reader (anyone may ``NOTIFY``): what it hands out is then read
 from the table, so a forged notification delivers nothing and moves no
-position. Per channel,
-events are handed out in id order and an id is never handed out twice. After
+position. Per channel, events are handed out in id order and an id is never
+handed out twice. Between statements on the connection, one long-lived task
+collects its notifications (see `notifications`). After
 ``OPTIONS["LIVENESS_INTERVAL"]`` seconds without a notification the connection
 is probed with ``SELECT 1``; it is taken for dead (a half-open link) when that,
 or the read of notified events, gets no reply within another interval: the hub
@@ -34,6 +35,7 @@ from . import statements
 from .connections import Connection, Connector, shut
 from .envelope import Notified, event_number, notified
 from .names import ChannelNames, channel_names
+from .notifications import NotificationReader
 from .sealing import NotifyKey
 
 logger = logging.getLogger("django_broadcaster")
@@ -50,9 +52,11 @@ class _Batch:
 
     #: ``(channel, id or None for a foreign payload, that payload)``, in arrival order.
     announced: list[tuple[str, int | None, bytes]] = field(default_factory=list)
-    #: The channels to read from the table, each up to the highest id announced ...
+    #: The channels to read from the table, each up to the highest id announced, after
+    #: the last id handed out there, by wire name (all taken with the batch: an
+    #: unsubscribe may come before the read).
     upto: dict[str, int] = field(default_factory=dict)
-    #: ... by wire name (taken with the batch: an unsubscribe may come during the read).
+    after: dict[str, int] = field(default_factory=dict)
     wires: dict[str, str] = field(default_factory=dict)
     #: Per channel announced, its events to hand out, in id order.
     pending: dict[str, deque[tuple[int, bytes]]] = field(default_factory=dict)
@@ -84,12 +88,13 @@ class Listener:
         self._by_notify: dict[str, str] = {}
         self._last: dict[str, int] = {}
         self._inbox: deque[RawEvent] = deque()
-        # receive() waits in a task that subscribe()/unsubscribe()/close() cancel
-        # to get the connection; _io keeps their statements apart.
+        # Reads the notifications of `connection` between statements: stopped by
+        # subscribe()/unsubscribe()/close() and by receive()'s own reads; _io
+        # keeps their statements apart.
+        self._reader: NotificationReader | None = None
         self._io = asyncio.Lock()
         self._busy = 0
         self._changed = asyncio.Event()
-        self._waiting: asyncio.Future[list[psycopg.Notify]] | None = None
 
     async def close(self) -> None:
         """Forget every subscription and close the connection; a waiting `receive`
@@ -100,10 +105,9 @@ class Listener:
         self._last.clear()
         self._inbox.clear()  # not handed out yet: the hub resumes before them
         conn, self.connection = self.connection, None
-        waiting = self._waiting
-        if waiting is not None and not waiting.done():
-            waiting.cancel()  # receive() raises promptly
-            await asyncio.wait((waiting,))
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            await reader.stop()
         if conn is not None:
             await shut(conn, 0.0)
 
@@ -113,16 +117,19 @@ class Listener:
     async def _exclusive(self) -> AsyncIterator[Connection]:
         """The connection (opened on first use), with receive() out of the way."""
         self._busy += 1
-        if self._waiting is not None:
-            self._waiting.cancel()
         try:
             async with self._io:
                 if self._connector.stopped:
                     raise psycopg.OperationalError(f"{self._connector.owner} is closed")
                 if self.connection is None:
                     self.connection = await self._connector.open()
+                    self._reader = NotificationReader(
+                        self.connection, self._liveness, self._changed.set
+                    )
                 elif self.connection.closed:
                     raise psycopg.OperationalError("the LISTEN connection was lost")
+                if self._reader is not None:
+                    await self._reader.stop()
                 yield self.connection
         finally:
             self._busy -= 1
@@ -234,43 +241,47 @@ class Listener:
         while not self._inbox:
             if self._connector.stopped:
                 raise psycopg.OperationalError(f"{self._connector.owner} was closed")
-            conn = self.connection
-            if conn is None or self._busy:
+            conn, reader = self.connection, self._reader
+            if conn is None or reader is None or self._busy:
                 # Nothing subscribed yet, or subscribe() is using the connection.
-                self._changed.clear()
-                await self._changed.wait()
+                pass
+            elif reader.notes:
+                await self._hand_out_notified(conn, reader)
                 continue
-            async with self._io:
-                if self._busy or self._connector.stopped or conn is not self.connection:
+            elif not reader.running:
+                async with self._connector.errors():
+                    reader.raise_failure()
+                if reader.silent:
+                    await self._probe(conn, reader)
                     continue
-                task = asyncio.ensure_future(self._next_notifications(conn))
-                self._waiting = task
-                silent = False
-                try:
-                    await asyncio.wait((task,), timeout=self._liveness)
-                    silent = not task.done()
-                    if silent:
-                        task.cancel()
-                        await asyncio.wait((task,))
-                finally:
-                    self._waiting = None
-                    if not task.done():
-                        task.cancel()
-                if task.cancelled():
-                    if silent and not self._busy and not self._connector.stopped:
-                        await self._bounded(conn, conn.execute("SELECT 1"), "a liveness probe")
-                    continue  # else interrupted by subscribe(), unsubscribe() or close()
-                notes = task.result()
-                batch = self._sort(notes)
-                rows: list[tuple[str, int, bytes]] = []
-                if batch.upto:
-                    rows = await self._bounded(
-                        conn, self._rows_up_to(conn, batch), "reading notified events"
-                    )
-                self._hand_out(batch, rows)
+                reader.start()
+            self._changed.clear()
+            await self._changed.wait()
         events = list(self._inbox)
         self._inbox.clear()
         return events
+
+    async def _hand_out_notified(self, conn: Connection, reader: NotificationReader) -> None:
+        """Hand out what the notifications received announce, reading the table when
+        one is a wake-up (the reading stops meanwhile: the read needs the connection)."""
+        batch = self._sort(reader.take())
+        rows: list[tuple[str, int, bytes]] = []
+        if batch.upto:
+            async with self._io:
+                if conn is not self.connection:
+                    return  # closed meanwhile: the hub resumes from its positions
+                await reader.stop()
+                rows = await self._bounded(
+                    conn, self._rows_up_to(conn, batch), "reading notified events"
+                )
+        self._hand_out(batch, rows)
+
+    async def _probe(self, conn: Connection, reader: NotificationReader) -> None:
+        """``SELECT 1`` on the connection the reading found silent (unless in use)."""
+        async with self._io:
+            if not self._busy and not self._connector.stopped and conn is self.connection:
+                reader.silent = False
+                await self._bounded(conn, conn.execute("SELECT 1"), "a liveness probe")
 
     async def _bounded(self, conn: Connection, statement: Awaitable[T], what: str) -> T:
         """Await ``statement`` on ``conn``; when it gets no reply within
@@ -296,11 +307,6 @@ class Listener:
             )
         async with self._connector.errors():
             return task.result()
-
-    @staticmethod
-    async def _next_notifications(conn: Connection) -> list[psycopg.Notify]:
-        """The notifications of the next packet (or those psycopg kept meanwhile)."""
-        return [note async for note in conn.notifies(stop_after=1)]
 
     def _sort(self, notes: Sequence[psycopg.Notify]) -> _Batch:
         """What ``notes`` announce, and which channels must be read from the table. A
@@ -330,6 +336,7 @@ class Listener:
         for channel, highest in top.items():
             if channel in batch.upto:
                 batch.upto[channel] = highest
+                batch.after[channel] = self._last.get(channel, 0)
                 batch.wires[self._listening[channel].wire] = channel
                 batch.pending[channel] = deque()
             else:
@@ -339,18 +346,21 @@ class Listener:
     def _hand_out(self, batch: _Batch, rows: Sequence[tuple[str, int, bytes]]) -> None:
         """Deliver ``batch``, the channels it had to read getting ``rows`` (theirs up to
         the highest id announced), in the order of the notifications. A notified id
-        that is no row of that channel is refused."""
+        that is no row of that channel is refused: it hands out nothing, so the rows
+        read up to it wait for the notifications that announce them."""
         for channel, event_id, payload in rows:
             batch.pending[channel].append((event_id, payload))
         read = {(channel, event_id) for channel, event_id, _ in rows}
         refused = [
-            channel
+            (channel, event_id)
             for channel, event_id, _ in batch.announced
             if channel in batch.upto and event_id is not None and (channel, event_id) not in read
         ]
         for channel, announced_id, payload in batch.announced:
             if announced_id is None:
                 self._deliver(channel, None, payload)
+                continue
+            if (channel, announced_id) in refused:
                 continue
             queue = batch.pending[channel]  # the channel's events up to the announced id
             while queue and queue[0][0] <= announced_id:
@@ -361,7 +371,7 @@ class Listener:
                 "are no events of that channel in the history table (a forged NOTIFY, or "
                 "pruned already); nothing was handed out for them",
                 len(refused),
-                ", ".join(sorted(map(repr, set(refused)))),
+                ", ".join(sorted({repr(channel) for channel, _ in refused})),
                 self.alias,
             )
 
@@ -377,14 +387,14 @@ class Listener:
     async def _rows_up_to(self, conn: Connection, batch: _Batch) -> list[tuple[str, int, bytes]]:
         """``(channel, id, payload)`` of the rows of each channel ``batch`` reads, after
         the last event handed out there, up to the highest id announced, in id order."""
-        wires, upto = batch.wires, batch.upto
+        wires, upto, after = batch.wires, batch.upto, batch.after
         async with self._connector.errors():
             cursor = conn.cursor(binary=True)
             if len(wires) == 1:
                 ((wire, channel),) = wires.items()
                 params = {
                     "channel": wire,
-                    "after": self._last.get(channel, 0),
+                    "after": after[channel],
                     "upto": upto[channel],
                 }
                 await cursor.execute(statements.FOLLOW_ONE, params)
@@ -392,7 +402,7 @@ class Listener:
             channels = list(wires.values())
             params_many = {
                 "channels": list(wires),
-                "after": [self._last.get(channel, 0) for channel in channels],
+                "after": [after[channel] for channel in channels],
                 "upto": [upto[channel] for channel in channels],
             }
             await cursor.execute(statements.FOLLOW, params_many)
@@ -400,6 +410,8 @@ class Listener:
         return [(wires[wire], event_id, bytes(payload)) for wire, event_id, payload in found]
 
     def _deliver(self, channel: str, event_id: int | None, payload: bytes) -> None:
+        if channel not in self._listening:
+            return  # unsubscribed while its events were read
         if event_id is not None:
             last = self._last.get(channel)
             if last is not None and event_id <= last:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from .statements import HISTORY_TABLE, LOCK_CLASS
+from .statements import HISTORY_TABLE, LOCK_CLASS, rendered
 
 #: The table of ``django_broadcaster.models.QueuedMessage`` (not imported: see statements).
 QUEUE_TABLE = "django_broadcaster_queue"
@@ -28,40 +28,49 @@ _DEADLINE = sql.SQL("clock_timestamp() + make_interval(secs => %(expiry)s)")
 
 #: Append a message unless the queue holds ``capacity`` live ones, and publish the
 #: wake-up: one row ``(id, _)`` when queued, none when full.
-ENQUEUE = sql.SQL(
-    "WITH lock AS MATERIALIZED (SELECT pg_advisory_xact_lock({cls}::int4, %(key)s::int4)), "
-    "live AS MATERIALIZED (SELECT count(*) AS n FROM"
-    " (SELECT 1 FROM {queue}, lock WHERE {live} LIMIT %(capacity)s) AS counted), "
-    "item AS (INSERT INTO {queue} (queue, payload, deadline)"
-    " SELECT %(queue)s, %(payload)b, {deadline} FROM live WHERE n < %(capacity)s RETURNING id), "
-    "wake AS (INSERT INTO {table} (channel, payload) SELECT %(queue)s, %(wake)b FROM item"
-    " RETURNING id) "
-    "SELECT id, pg_notify(%(notify)s, '@' || id) FROM wake"
-).format(
-    cls=sql.Literal(LOCK_CLASS),
-    queue=_QUEUE,
-    live=_LIVE,
-    deadline=_DEADLINE,
-    table=sql.Identifier(HISTORY_TABLE),
+ENQUEUE = rendered(
+    sql.SQL(
+        "WITH lock AS MATERIALIZED (SELECT pg_advisory_xact_lock({cls}::int4, %(key)s::int4)), "
+        "live AS MATERIALIZED (SELECT count(*) AS n FROM"
+        " (SELECT 1 FROM {queue}, lock WHERE {live} LIMIT %(capacity)s) AS counted), "
+        "item AS (INSERT INTO {queue} (queue, payload, deadline)"
+        " SELECT %(queue)s, %(payload)b, {deadline} FROM live WHERE n < %(capacity)s"
+        " RETURNING id), "
+        "wake AS (INSERT INTO {table} (channel, payload) SELECT %(queue)s, %(wake)b FROM item"
+        " RETURNING id) "
+        "SELECT id, pg_notify(%(notify)s, '@' || id) FROM wake"
+    ).format(
+        cls=sql.Literal(LOCK_CLASS),
+        queue=_QUEUE,
+        live=_LIVE,
+        deadline=_DEADLINE,
+        table=sql.Identifier(HISTORY_TABLE),
+    )
 )
 
 #: Take (delete) up to ``count`` live messages in queue order: ``(ahead, id, payload)``.
-DEQUEUE = sql.SQL(
-    "DELETE FROM {queue} WHERE id = ANY(ARRAY(SELECT id FROM {queue} WHERE {live}"
-    " ORDER BY ahead DESC, id LIMIT %(count)s FOR UPDATE SKIP LOCKED))"
-    " RETURNING ahead, id, payload"
-).format(queue=_QUEUE, live=_LIVE)
+DEQUEUE = rendered(
+    sql.SQL(
+        "DELETE FROM {queue} WHERE id = ANY(ARRAY(SELECT id FROM {queue} WHERE {live}"
+        " ORDER BY ahead DESC, id LIMIT %(count)s FOR UPDATE SKIP LOCKED))"
+        " RETURNING ahead, id, payload"
+    ).format(queue=_QUEUE, live=_LIVE)
+)
 
 #: Put ``payloads`` back ahead of everything queued, in their order.
-RESTORE = sql.SQL(
-    "INSERT INTO {queue} (queue, payload, deadline, ahead)"
-    " SELECT %(queue)s, u.payload, {deadline},"
-    " (extract(epoch FROM statement_timestamp()) * 1000000)::int8"
-    " FROM unnest(%(payloads)b::bytea[]) WITH ORDINALITY AS u(payload, n) ORDER BY u.n"
-).format(queue=_QUEUE, deadline=_DEADLINE)
+RESTORE = rendered(
+    sql.SQL(
+        "INSERT INTO {queue} (queue, payload, deadline, ahead)"
+        " SELECT %(queue)s, u.payload, {deadline},"
+        " (extract(epoch FROM statement_timestamp()) * 1000000)::int8"
+        " FROM unnest(%(payloads)b::bytea[]) WITH ORDINALITY AS u(payload, n) ORDER BY u.n"
+    ).format(queue=_QUEUE, deadline=_DEADLINE)
+)
 
 #: Delete up to ``batch`` messages past their deadline, from any queue.
-PRUNE_EXPIRED = sql.SQL(
-    "DELETE FROM {queue} WHERE id = ANY(ARRAY(SELECT id FROM {queue}"
-    " WHERE deadline <= clock_timestamp() LIMIT %(batch)s))"
-).format(queue=_QUEUE)
+PRUNE_EXPIRED = rendered(
+    sql.SQL(
+        "DELETE FROM {queue} WHERE id = ANY(ARRAY(SELECT id FROM {queue}"
+        " WHERE deadline <= clock_timestamp() LIMIT %(batch)s))"
+    ).format(queue=_QUEUE)
+)

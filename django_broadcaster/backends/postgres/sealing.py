@@ -12,6 +12,7 @@ wake-up as before.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 
 from django.conf import settings
@@ -31,16 +32,19 @@ class NotifyKey:
     """The HMAC key of one backend's notifications (derived from ``SECRET_KEY``,
     the history table and the ``KEY_PREFIX``)."""
 
-    __slots__ = ("_key", "inner", "outer")
+    __slots__ = ("_inner_hash", "_outer_hash", "inner", "outer")
 
     def __init__(self, key: bytes) -> None:
         if len(key) > _BLOCK:
             raise ValueError("an HMAC-SHA256 key longer than 64 bytes would be hashed first")
-        self._key = key
         #: ``K XOR ipad`` and ``K XOR opad``: the statement computes
         #: ``sha256(outer || sha256(inner || message))``.
         self.inner = _pad(key, 0x36)
         self.outer = _pad(key, 0x5C)
+        # The same, with each padded key hashed once: `verify` copies these (an
+        # ``hmac.digest()`` sets up its key again at every call).
+        self._inner_hash = hashlib.sha256(self.inner)
+        self._outer_hash = hashlib.sha256(self.outer)
 
     def __repr__(self) -> str:
         return "NotifyKey(***)"
@@ -64,5 +68,8 @@ class NotifyKey:
     def verify(self, notify: str, event_id: str, mac: str, payload: bytes) -> bool:
         """Whether ``mac`` (hex) is the MAC of ``payload`` as event ``event_id`` (the
         digits as notified) on the ``NOTIFY`` channel ``notify``."""
-        message = b"".join((notify.encode(), b"@", event_id.encode(), b":", payload))
-        return hmac.compare_digest(hmac.digest(self._key, message, "sha256").hex(), mac)
+        inner = self._inner_hash.copy()
+        inner.update(b"".join((notify.encode(), b"@", event_id.encode(), b":", payload)))
+        outer = self._outer_hash.copy()
+        outer.update(inner.digest())
+        return hmac.compare_digest(outer.hexdigest(), mac)

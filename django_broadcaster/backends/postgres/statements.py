@@ -2,7 +2,9 @@
 
 Channel names reach PostgreSQL only as parameters or quoted identifiers,
 never as SQL text. The statements taking per-channel advisory locks use the
-class key `LOCK_CLASS` and a channel's `ChannelNames.lock_key`.
+class key `LOCK_CLASS` and a channel's `ChannelNames.lock_key`. Fixed
+statements are kept as the bytes psycopg sends (see `rendered`): a composed
+one would be rendered again at every execute.
 """
 
 from __future__ import annotations
@@ -20,11 +22,23 @@ LOCK_CLASS = 0x42524443
 
 _TABLE = sql.Identifier(HISTORY_TABLE)
 _PRUNED = sql.Identifier(PRUNED_TABLE)
-#: Take the publish locks of ``keys`` until the transaction ends.
-LOCK_CHANNELS = sql.SQL(
+
+
+def rendered(statement: sql.Composable) -> bytes:
+    """``statement`` as psycopg sends it, rendered once. Only for fixed text (table
+    names, literals, placeholders): ASCII, so the same bytes in any client encoding."""
+    text = statement.as_bytes(None)
+    if not text.isascii():
+        raise ValueError("only an ASCII statement is rendered ahead of its connection")
+    return text
+
+
+_LOCK_CHANNELS = sql.SQL(
     "SELECT count(pg_advisory_xact_lock({cls}::int4, k)) FROM"
     " (SELECT DISTINCT k FROM unnest(%(keys)s::int4[]) AS k ORDER BY k) AS s"
 ).format(cls=sql.Literal(LOCK_CLASS))
+#: Take the publish locks of ``keys`` until the transaction ends.
+LOCK_CHANNELS = rendered(_LOCK_CHANNELS)
 
 
 def _notification(event_id: str, payload: str, inline: str, head: str) -> sql.Composed:
@@ -46,49 +60,57 @@ def _notification(event_id: str, payload: str, inline: str, head: str) -> sql.Co
 
 #: Insert one event under its channel's lock and notify it: ``(id, _)``. ``inline``
 #: (the payload's base64), ``head`` and ``outer`` are ``NULL`` for a wake-up.
-PUBLISH = sql.SQL(
-    "WITH lock AS MATERIALIZED"
-    " (SELECT pg_advisory_xact_lock({cls}::int4, %(key)s::int4)), "
-    "row AS (INSERT INTO {table} (channel, payload) "
-    "SELECT %(channel)s, %(payload)b FROM lock RETURNING id) "
-    "SELECT id, pg_notify(%(notify)s, {note}) FROM row"
-).format(
-    table=_TABLE,
-    cls=sql.Literal(LOCK_CLASS),
-    note=_notification("id", "%(payload)b", "%(inline)s", "%(head)b"),
+PUBLISH = rendered(
+    sql.SQL(
+        "WITH lock AS MATERIALIZED"
+        " (SELECT pg_advisory_xact_lock({cls}::int4, %(key)s::int4)), "
+        "row AS (INSERT INTO {table} (channel, payload) "
+        "SELECT %(channel)s, %(payload)b FROM lock RETURNING id) "
+        "SELECT id, pg_notify(%(notify)s, {note}) FROM row"
+    ).format(
+        table=_TABLE,
+        cls=sql.Literal(LOCK_CLASS),
+        note=_notification("id", "%(payload)b", "%(inline)s", "%(head)b"),
+    )
 )
 
 #: Several events in one statement: locks are taken in key order (no deadlock
 #: between batches), rows inserted in batch order, notifications sent in id order.
 #: ``inlines`` and ``heads`` are per event, as in `PUBLISH`.
-PUBLISH_MANY = sql.SQL(
-    "WITH lock AS MATERIALIZED ({lock}), "
-    "rows AS (INSERT INTO {table} (channel, payload)"
-    " SELECT u.channel, u.payload FROM lock,"
-    " unnest(%(channels)s::text[], %(payloads)b::bytea[]) WITH ORDINALITY"
-    " AS u(channel, payload, n) ORDER BY u.n RETURNING id), "
-    "numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM rows) "
-    "SELECT x.id, pg_notify(x.notify, {note}) FROM"
-    " (SELECT numbered.id, b.notify, b.payload, b.inline, b.head FROM numbered JOIN"
-    " unnest(%(notifies)s::text[], %(payloads)b::bytea[], %(inlines)s::text[],"
-    " %(heads)b::bytea[]) WITH ORDINALITY AS b(notify, payload, inline, head, n)"
-    " ON b.n = numbered.n ORDER BY numbered.n) AS x"
-).format(
-    table=_TABLE,
-    lock=LOCK_CHANNELS,
-    note=_notification("x.id", "x.payload", "x.inline", "x.head"),
+PUBLISH_MANY = rendered(
+    sql.SQL(
+        "WITH lock AS MATERIALIZED ({lock}), "
+        "rows AS (INSERT INTO {table} (channel, payload)"
+        " SELECT u.channel, u.payload FROM lock,"
+        " unnest(%(channels)s::text[], %(payloads)b::bytea[]) WITH ORDINALITY"
+        " AS u(channel, payload, n) ORDER BY u.n RETURNING id), "
+        "numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM rows) "
+        "SELECT x.id, pg_notify(x.notify, {note}) FROM"
+        " (SELECT numbered.id, b.notify, b.payload, b.inline, b.head FROM numbered JOIN"
+        " unnest(%(notifies)s::text[], %(payloads)b::bytea[], %(inlines)s::text[],"
+        " %(heads)b::bytea[]) WITH ORDINALITY AS b(notify, payload, inline, head, n)"
+        " ON b.n = numbered.n ORDER BY numbered.n) AS x"
+    ).format(
+        table=_TABLE,
+        lock=_LOCK_CHANNELS,
+        note=_notification("x.id", "x.payload", "x.inline", "x.head"),
+    )
 )
 
 #: The last id the table's sequence handed out (``NULL``: never used).
-LAST_ISSUED_ID = sql.SQL(
-    "SELECT pg_sequence_last_value(pg_get_serial_sequence({table}, 'id')::regclass)"
-).format(table=sql.Literal(HISTORY_TABLE))
+LAST_ISSUED_ID = rendered(
+    sql.SQL(
+        "SELECT pg_sequence_last_value(pg_get_serial_sequence({table}, 'id')::regclass)"
+    ).format(table=sql.Literal(HISTORY_TABLE))
+)
 
 #: ``(channel, newest id or NULL)`` of each of ``channels``.
-NEWEST_IDS = sql.SQL(
-    "SELECT p.channel, (SELECT max(id) FROM {table} WHERE channel = p.channel)"
-    " FROM unnest(%(channels)s::text[]) AS p(channel)"
-).format(table=_TABLE)
+NEWEST_IDS = rendered(
+    sql.SQL(
+        "SELECT p.channel, (SELECT max(id) FROM {table} WHERE channel = p.channel)"
+        " FROM unnest(%(channels)s::text[]) AS p(channel)"
+    ).format(table=_TABLE)
+)
 
 # Each deletion also records, per channel, the highest id it deleted (in the
 # same statement): `retained` needs it to tell a position before deleted
@@ -100,13 +122,15 @@ _RECORD_PRUNED = sql.SQL(
 ).format(pruned=_PRUNED)
 
 #: Delete all but the newest ``keep`` rows of each of ``channels``.
-PRUNE_SIZE = sql.SQL(
-    "WITH gone AS (DELETE FROM {table} AS t USING (SELECT p.channel, (SELECT id FROM {table}"
-    " WHERE channel = p.channel ORDER BY id DESC OFFSET %(keep)s LIMIT 1) AS cutoff"
-    " FROM unnest(%(channels)s::text[]) AS p(channel)) AS c"
-    " WHERE t.channel = c.channel AND t.id <= c.cutoff RETURNING t.channel, t.id)"
-    "{record}"
-).format(table=_TABLE, record=_RECORD_PRUNED)
+PRUNE_SIZE = rendered(
+    sql.SQL(
+        "WITH gone AS (DELETE FROM {table} AS t USING (SELECT p.channel, (SELECT id FROM {table}"
+        " WHERE channel = p.channel ORDER BY id DESC OFFSET %(keep)s LIMIT 1) AS cutoff"
+        " FROM unnest(%(channels)s::text[]) AS p(channel)) AS c"
+        " WHERE t.channel = c.channel AND t.id <= c.cutoff RETURNING t.channel, t.id)"
+        "{record}"
+    ).format(table=_TABLE, record=_RECORD_PRUNED)
+)
 
 # Rows are (nearly) in created order along the primary key: look at the oldest
 # one, and only when it is too old delete among the oldest rows. Both walk the
@@ -114,17 +138,21 @@ PRUNE_SIZE = sql.SQL(
 # a subquery is planned as a sequential scan).
 
 #: Whether the oldest row is older than ``age`` seconds.
-OLDEST_EXPIRED = sql.SQL(
-    "SELECT created < now() - make_interval(secs => %(age)s) FROM {table} ORDER BY id LIMIT 1"
-).format(table=_TABLE)
+OLDEST_EXPIRED = rendered(
+    sql.SQL(
+        "SELECT created < now() - make_interval(secs => %(age)s) FROM {table} ORDER BY id LIMIT 1"
+    ).format(table=_TABLE)
+)
 
 #: Delete rows older than ``age`` seconds among the oldest ``batch`` rows.
-PRUNE_AGE = sql.SQL(
-    "WITH gone AS (DELETE FROM {table} WHERE id = ANY(ARRAY(SELECT id FROM (SELECT id, created "
-    "FROM {table} ORDER BY id LIMIT %(batch)s) AS oldest "
-    "WHERE created < now() - make_interval(secs => %(age)s))) RETURNING channel, id)"
-    "{record}"
-).format(table=_TABLE, record=_RECORD_PRUNED)
+PRUNE_AGE = rendered(
+    sql.SQL(
+        "WITH gone AS (DELETE FROM {table} WHERE id = ANY(ARRAY(SELECT id FROM (SELECT id, created "
+        "FROM {table} ORDER BY id LIMIT %(batch)s) AS oldest "
+        "WHERE created < now() - make_interval(secs => %(age)s))) RETURNING channel, id)"
+        "{record}"
+    ).format(table=_TABLE, record=_RECORD_PRUNED)
+)
 
 
 def _cutoff(max_age: float) -> sql.Composable:
@@ -141,15 +169,17 @@ def _newest_first(max_age: float | None) -> sql.Composable:
     return sql.SQL("{age} ORDER BY id DESC LIMIT %(limit)s").format(age=age)
 
 
-def history(max_age: float | None) -> sql.Composed:
+def history(max_age: float | None) -> bytes:
     """``(id, payload)`` of ``channel`` after ``after``, oldest first, at most ``limit``."""
-    return sql.SQL(
-        "SELECT id, payload FROM (SELECT id, payload FROM {table}"
-        " WHERE channel = %(channel)s AND id > %(after)s {recent}) AS s ORDER BY id"
-    ).format(table=_TABLE, recent=_newest_first(max_age))
+    return rendered(
+        sql.SQL(
+            "SELECT id, payload FROM (SELECT id, payload FROM {table}"
+            " WHERE channel = %(channel)s AND id > %(after)s {recent}) AS s ORDER BY id"
+        ).format(table=_TABLE, recent=_newest_first(max_age))
+    )
 
 
-def page(max_age: float | None, size: int | None) -> sql.Composed:
+def page(max_age: float | None, size: int | None) -> bytes:
     """``(id, payload)`` of the oldest ``limit`` rows of ``channel`` after ``after`` among
     those `history` reads (``HISTORY_MAX_AGE`` and the newest ``size``), oldest first."""
     age: sql.Composable = sql.SQL("")
@@ -161,20 +191,24 @@ def page(max_age: float | None, size: int | None) -> sql.Composed:
             " AND id >= coalesce((SELECT id FROM {table} WHERE channel = %(channel)s{age}"
             " ORDER BY id DESC OFFSET {skip} LIMIT 1), 0)"
         ).format(table=_TABLE, age=age, skip=sql.Literal(size - 1))
-    return sql.SQL(
-        "SELECT id, payload FROM {table} WHERE channel = %(channel)s AND id > %(after)s"
-        "{age}{window} ORDER BY id LIMIT %(limit)s"
-    ).format(table=_TABLE, age=age, window=window)
+    return rendered(
+        sql.SQL(
+            "SELECT id, payload FROM {table} WHERE channel = %(channel)s AND id > %(after)s"
+            "{age}{window} ORDER BY id LIMIT %(limit)s"
+        ).format(table=_TABLE, age=age, window=window)
+    )
 
 
-def replay(max_age: float | None) -> sql.Composed:
+def replay(max_age: float | None) -> bytes:
     """What a resume hands out: ``(channel, id, payload)`` after each channel's ``after``,
     in id order, retention applied as by `history`."""
-    return sql.SQL(
-        "SELECT p.channel, e.id, e.payload FROM unnest(%(channels)s::text[], %(after)s::int8[])"
-        " AS p(channel, after) CROSS JOIN LATERAL (SELECT id, payload FROM {table}"
-        " WHERE channel = p.channel AND id > p.after {recent}) AS e ORDER BY e.id"
-    ).format(table=_TABLE, recent=_newest_first(max_age))
+    return rendered(
+        sql.SQL(
+            "SELECT p.channel, e.id, e.payload FROM unnest(%(channels)s::text[], %(after)s::int8[])"
+            " AS p(channel, after) CROSS JOIN LATERAL (SELECT id, payload FROM {table}"
+            " WHERE channel = p.channel AND id > p.after {recent}) AS e ORDER BY e.id"
+        ).format(table=_TABLE, recent=_newest_first(max_age))
+    )
 
 
 # What a listener hands out when notified: the rows of each notified channel after
@@ -183,17 +217,22 @@ def replay(max_age: float | None) -> sql.Composed:
 # rows up to a committed id are all committed (the publish lock): this skips nothing.
 
 #: ``(channel, id, payload)`` of each of ``channels`` in ``(after, upto]``, in id order.
-FOLLOW = sql.SQL(
-    "SELECT p.channel, e.id, e.payload FROM"
-    " unnest(%(channels)s::text[], %(after)s::int8[], %(upto)s::int8[]) AS p(channel, after, upto)"
-    " CROSS JOIN LATERAL (SELECT id, payload FROM {table}"
-    " WHERE channel = p.channel AND id > p.after AND id <= p.upto) AS e ORDER BY e.id"
-).format(table=_TABLE)
+FOLLOW = rendered(
+    sql.SQL(
+        "SELECT p.channel, e.id, e.payload FROM"
+        " unnest(%(channels)s::text[], %(after)s::int8[], %(upto)s::int8[])"
+        " AS p(channel, after, upto)"
+        " CROSS JOIN LATERAL (SELECT id, payload FROM {table}"
+        " WHERE channel = p.channel AND id > p.after AND id <= p.upto) AS e ORDER BY e.id"
+    ).format(table=_TABLE)
+)
 #: `FOLLOW` for one channel (the usual batch), at half its cost: ``(id, payload)``.
-FOLLOW_ONE = sql.SQL(
-    "SELECT id, payload FROM {table} WHERE channel = %(channel)s"
-    " AND id > %(after)s AND id <= %(upto)s ORDER BY id"
-).format(table=_TABLE)
+FOLLOW_ONE = rendered(
+    sql.SQL(
+        "SELECT id, payload FROM {table} WHERE channel = %(channel)s"
+        " AND id > %(after)s AND id <= %(upto)s ORDER BY id"
+    ).format(table=_TABLE)
+)
 
 
 #: The last id issued to any channel (ids are global): the sequence's, where this role
@@ -207,7 +246,7 @@ _LAST_ISSUED = sql.SQL(
 )
 
 
-def retained(max_age: float | None) -> sql.Composed:
+def retained(max_age: float | None) -> bytes:
     """``(highest id pruned from channel or NULL, its rows after ``after`` up to
     ``limit``, whether one of those is past ``max_age``, whether ``after`` is past the
     last id issued)``: what `retains` decides on."""
@@ -216,12 +255,14 @@ def retained(max_age: float | None) -> sql.Composed:
     if max_age is not None:
         expired = sql.SQL("coalesce(bool_or(created < {}), false)").format(_cutoff(max_age))
         column = sql.SQL("created")
-    return sql.SQL(
-        "SELECT (SELECT last_id FROM {pruned} WHERE channel = %(channel)s), count(*), {expired},"
-        " %(after)s > coalesce({issued}, 0)"
-        " FROM (SELECT {column} FROM {table} WHERE channel = %(channel)s AND id > %(after)s"
-        " ORDER BY id LIMIT %(limit)s) AS s"
-    ).format(pruned=_PRUNED, table=_TABLE, expired=expired, column=column, issued=_LAST_ISSUED)
+    return rendered(
+        sql.SQL(
+            "SELECT (SELECT last_id FROM {pruned} WHERE channel = %(channel)s), count(*),"
+            " {expired}, %(after)s > coalesce({issued}, 0)"
+            " FROM (SELECT {column} FROM {table} WHERE channel = %(channel)s AND id > %(after)s"
+            " ORDER BY id LIMIT %(limit)s) AS s"
+        ).format(pruned=_PRUNED, table=_TABLE, expired=expired, column=column, issued=_LAST_ISSUED)
+    )
 
 
 def listen(notify_channels: Iterable[str]) -> sql.Composed:
