@@ -801,6 +801,41 @@ async def test_only_a_silent_listen_connection_is_probed(
         await backend.close()
 
 
+async def test_subscribing_while_receive_waits_keeps_every_channel() -> None:
+    backend = PostgresBackend(make_bus("postgres").config)
+    await backend.connect()
+    received: list[tuple[str, bytes]] = []
+
+    async def receiving() -> None:
+        while True:
+            received.extend((event.channel, event.payload) for event in await backend.receive())
+
+    async def until(count: int) -> None:
+        for _ in range(250):
+            if len(received) >= count:
+                return
+            await asyncio.sleep(0.02)
+
+    reader = asyncio.ensure_future(receiving())
+    try:
+        await backend.subscribe({"first": None})
+        await backend.publish("first", b"1")
+        await until(1)  # receive() waits on the connection again
+        await backend.subscribe({"second": None})
+        await backend.publish("second", b"2")
+        await backend.publish("first", b"3")
+        await until(3)
+        await backend.unsubscribe(["second"])
+        await backend.publish("second", b"not wanted")
+        await backend.publish("first", b"4")
+        await until(4)
+        await asyncio.sleep(0.1)
+        assert received == [("first", b"1"), ("second", b"2"), ("first", b"3"), ("first", b"4")]
+    finally:
+        reader.cancel()
+        await backend.close()
+
+
 async def test_synchronous_commit_can_be_turned_off() -> None:
     bus = make_bus("postgres", OPTIONS={"SYNCHRONOUS_COMMIT": False})
     try:

@@ -89,8 +89,8 @@ class Listener:
         self._last: dict[str, int] = {}
         self._inbox: deque[RawEvent] = deque()
         # Reads the notifications of `connection` between statements: stopped by
-        # subscribe()/unsubscribe()/close() and by receive()'s own reads; _io
-        # keeps their statements apart.
+        # subscribe()/unsubscribe()/close() and by receive()'s own reads, started
+        # again by receive(); _io keeps their statements apart.
         self._reader: NotificationReader | None = None
         self._io = asyncio.Lock()
         self._busy = 0
@@ -107,7 +107,7 @@ class Listener:
         conn, self.connection = self.connection, None
         reader, self._reader = self._reader, None
         if reader is not None:
-            await reader.stop()
+            reader.stop()
         if conn is not None:
             await shut(conn, 0.0)
 
@@ -129,7 +129,7 @@ class Listener:
                 elif self.connection.closed:
                     raise psycopg.OperationalError("the LISTEN connection was lost")
                 if self._reader is not None:
-                    await self._reader.stop()
+                    self._reader.stop()
                 yield self.connection
         finally:
             self._busy -= 1
@@ -249,8 +249,9 @@ class Listener:
                 await self._hand_out_notified(conn, reader)
                 continue
             elif not reader.running:
-                async with self._connector.errors():
-                    reader.raise_failure()
+                if reader.failure is not None:
+                    async with self._connector.errors():
+                        raise reader.failure
                 if reader.silent:
                     await self._probe(conn, reader)
                     continue
@@ -270,7 +271,7 @@ class Listener:
             async with self._io:
                 if conn is not self.connection:
                     return  # closed meanwhile: the hub resumes from its positions
-                await reader.stop()
+                reader.stop()
                 rows = await self._bounded(
                     conn, self._rows_up_to(conn, batch), "reading notified events"
                 )

@@ -1,10 +1,12 @@
-"""The notifications of the ``LISTEN`` connection, collected by one long-lived task.
+"""The notifications of the ``LISTEN`` connection, read as they arrive.
 
-psycopg's ``notifies()`` holds the connection while it waits, so nothing else
-runs on it meanwhile: the `Listener` stops the reading (`NotificationReader.stop`)
-before each statement there and starts it again after. In between, one task
-collects notifications as they arrive, however many batches go by, instead
-of a task, a timeout and a ``notifies()`` set up for each batch.
+While nothing runs on the connection, the event loop watches its socket and
+hands what arrives to libpq, which keeps the notifications for
+`NotificationReader` to collect: no task, future or ``notifies()`` generator
+per batch (psycopg's ``notifies()`` would also hold the connection while it
+waits). The `Listener` stops the reading before each statement on that
+connection and starts it again after; notifications arriving with a
+statement's results reach the reader through psycopg's notify handler.
 
 Silence is timed by one timer, moved on only when it fires: ``liveness``
 seconds after the last notification (or the start), the reading stops as
@@ -22,8 +24,8 @@ from .connections import Connection
 
 
 class NotificationReader:
-    """Reads the notifications of ``conn`` into `notes`, calling ``wake`` on each
-    arrival and when the reading ends (stopped, silent or failed)."""
+    """Collects the notifications of ``conn`` into `notes`, calling ``wake`` on each
+    arrival and when the reading ends by itself (silent or failed)."""
 
     def __init__(self, conn: Connection, liveness: float | None, wake: Callable[[], None]) -> None:
         self._conn = conn
@@ -31,16 +33,20 @@ class NotificationReader:
         self._wake = wake
         #: Received, not taken yet (`take`), in arrival order.
         self.notes: list[psycopg.Notify] = []
-        #: The reading ended after ``liveness`` seconds without a notification.
+        #: The reading stopped after ``liveness`` seconds without a notification.
         self.silent = False
-        self._task: asyncio.Task[None] | None = None
+        #: What ended the reading, if the connection failed.
+        self.failure: Exception | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fd = -1  # watched while >= 0
         self._timer: asyncio.TimerHandle | None = None
         self._heard = 0.0  # loop time of the last notification (or of the start)
+        conn.add_notify_handler(self._arrived)
 
     @property
     def running(self) -> bool:
-        """Whether the task reads (``False`` before `start` and once it ended)."""
-        return self._task is not None and not self._task.done()
+        """Whether the socket is watched (``False`` before `start` and after `stop`)."""
+        return self._fd >= 0
 
     def take(self) -> list[psycopg.Notify]:
         """The notifications received since the last call, oldest first."""
@@ -48,53 +54,66 @@ class NotificationReader:
         return notes
 
     def start(self) -> None:
-        """Start reading (again); the connection must be free."""
-        loop = asyncio.get_running_loop()
+        """Read (again) as notifications arrive; nothing else may run on the connection
+        until `stop`."""
+        loop = self._loop = asyncio.get_running_loop()
         self.silent = False
-        self._task = loop.create_task(self._read(loop))
-        self._task.add_done_callback(self._ended)
+        try:
+            self._fd = self._conn.fileno()
+        except psycopg.Error as exc:  # closed meanwhile
+            self._fail(exc)
+            return
+        loop.add_reader(self._fd, self._readable)
         if self._liveness is not None:
             self._heard = loop.time()
-            self._timer = loop.call_at(self._heard + self._liveness, self._check, loop)
+            self._timer = loop.call_at(self._heard + self._liveness, self._check)
+        self._collect()  # any that libpq holds already: the socket stays quiet for those
 
-    async def stop(self) -> None:
-        """Stop reading; the connection is free once this returns. Notifications
-        arriving meanwhile are kept by psycopg for the next `start`."""
-        task = self._task
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait((task,))
-
-    def raise_failure(self) -> None:
-        """Raise the error that ended the reading, if any (a lost connection)."""
-        task = self._task
-        if task is not None and task.done() and not task.cancelled():
-            error = task.exception()
-            if error is not None:
-                raise error
-
-    async def _read(self, loop: asyncio.AbstractEventLoop) -> None:
-        async for note in self._conn.notifies():
-            self.notes.append(note)
-            self._heard = loop.time()
-            self._wake()
-
-    def _check(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The silence timer: stop the reading as `silent`, or wait for the rest of
-        the interval after the last notification."""
-        assert self._liveness is not None and self._task is not None
-        due = self._heard + self._liveness
-        if loop.time() < due:
-            self._timer = loop.call_at(due, self._check, loop)
-            return
-        self._timer = None
-        self.silent = True
-        self._task.cancel()
-
-    def _ended(self, task: asyncio.Task[None]) -> None:
+    def stop(self) -> None:
+        """Stop reading: statements may run on the connection again."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not task.cancelled():
-            task.exception()  # retrieved here; `raise_failure` raises it
+        if self._fd >= 0 and self._loop is not None:
+            self._loop.remove_reader(self._fd)
+        self._fd = -1
+
+    def _readable(self) -> None:
+        try:
+            self._conn.pgconn.consume_input()
+        except psycopg.Error as exc:  # the connection is lost
+            self._fail(exc)
+            return
+        self._collect()
+
+    def _collect(self) -> None:
+        """Hand what libpq holds to psycopg's notify handler, so to `_arrived`."""
+        pgconn = self._conn.pgconn
+        handler = pgconn.notify_handler
+        while (note := pgconn.notifies()) is not None:
+            if handler is not None:
+                handler(note)
+
+    def _arrived(self, note: psycopg.Notify) -> None:
+        self.notes.append(note)
+        if self._loop is not None:
+            self._heard = self._loop.time()
+        self._wake()
+
+    def _check(self) -> None:
+        """The silence timer: stop the reading as `silent`, or wait for the rest of
+        the interval after the last notification."""
+        assert self._liveness is not None and self._loop is not None
+        due = self._heard + self._liveness
+        if self._loop.time() < due:
+            self._timer = self._loop.call_at(due, self._check)
+            return
+        self._timer = None
+        self.stop()
+        self.silent = True
+        self._wake()
+
+    def _fail(self, exc: Exception) -> None:
+        self.stop()
+        self.failure = exc
         self._wake()
