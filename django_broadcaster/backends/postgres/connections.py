@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Mapping
+from contextlib import suppress
+from types import TracebackType
 from typing import Any
 
 import psycopg
@@ -54,6 +55,7 @@ class Connector:
         self.stopped = False
         self._epoch = 0  # bumped by stop(): a connection opened across it is discarded
         self._secrets: list[str] = []
+        self._errors = _Errors(self)
 
     def start(self) -> None:
         """Hand out connections again (after `stop`)."""
@@ -118,16 +120,36 @@ class Connector:
             raise psycopg.OperationalError(f"{self.owner} was closed while connecting")
         return conn
 
-    @asynccontextmanager
-    async def errors(self) -> AsyncIterator[None]:
-        """Around statements: a missing history table raises ``E008`` (a `ConfigError`
-        naming ``migrate``), a connection error raises without the password."""
-        try:
-            yield
-        except psycopg.errors.UndefinedTable as exc:
-            raise missing_table_error(self.alias, self.location) from exc
-        except psycopg.OperationalError as exc:
-            raise self.scrub(exc) from None
+    def errors(self) -> _Errors:
+        """Around statements (``async with``): a missing history table raises ``E008``
+        (a `ConfigError` naming ``migrate``), a connection error raises without the
+        password."""
+        return self._errors
+
+
+class _Errors:
+    """`Connector.errors`: a plain object, not an async generator, as it wraps
+    every publish."""
+
+    __slots__ = ("_connector",)
+
+    def __init__(self, connector: Connector) -> None:
+        self._connector = connector
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        connector = self._connector
+        if isinstance(exc, psycopg.errors.UndefinedTable):
+            raise missing_table_error(connector.alias, connector.location) from exc
+        if isinstance(exc, psycopg.OperationalError):
+            raise connector.scrub(exc) from None
 
 
 async def shut(conn: Connection, grace: float) -> None:
