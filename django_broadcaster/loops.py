@@ -135,6 +135,9 @@ class PerLoop(Generic[V]):
         self._dropped = dropped
         self._values: dict[asyncio.AbstractEventLoop, V] = {}
         self._lock = threading.Lock()
+        #: ``find(loop)``: ``loop``'s value, if it has one. (The dict's own ``get``, not
+        #: a method: some callers look on every message.)
+        self.find: Callable[[asyncio.AbstractEventLoop], V | None] = self._values.get
 
     def get(self) -> V:
         """The running loop's value, made if needed."""
@@ -150,10 +153,6 @@ class PerLoop(Generic[V]):
                 for old in stale:
                     self._dropped(old)
         return value
-
-    def find(self, loop: asyncio.AbstractEventLoop) -> V | None:
-        """``loop``'s value, if it has one."""
-        return self._values.get(loop)
 
     def items(self) -> list[tuple[asyncio.AbstractEventLoop, V]]:
         """Every (loop, value) pair, a snapshot."""

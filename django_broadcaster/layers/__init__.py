@@ -27,6 +27,8 @@ The modules:
 - `loop_state`: `LoopLayer`, the layer's queues, groups and subscriptions on one
   event loop, and their housekeeping;
 - `inbox`: `Inbox`, one channel's bounded queue;
+- `housekeeping`: `sweep`, which expires messages and memberships and releases
+  idle channels;
 - `feed`: `Feed`, what takes a normal channel's messages from its work queue;
 - `homes`: `Homes`, which loop holds each process-specific channel;
 - `expiring`: `Expiring`, the engine's copies of layer messages dropped after ``expiry``;

@@ -42,11 +42,10 @@ class Homes:
             for other in self._states():
                 old = other.inboxes.pop(channel, None) if other is not state else None
                 if old is not None:  # its loop is not running: nothing touches it meanwhile
-                    other.idle.discard(old)
-                    for deadline, message in old.messages:
-                        inbox.put(message, deadline, now)
-            for deadline, message in self._parked.pop(channel, ()):
-                inbox.put(message, deadline, now)
+                    for item in old.queue or ():
+                        inbox.put(item, now)
+            for item in self._parked.pop(channel, ()):
+                inbox.put(item, now)
         return state
 
     def park(self, channel: str, messages: Iterable[tuple[float, Message]]) -> None:

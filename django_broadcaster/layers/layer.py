@@ -16,6 +16,7 @@ import asyncio
 import secrets
 import warnings
 from collections.abc import Callable, Coroutine, Iterable, Sequence
+from functools import partial
 from typing import Any
 
 from channels.exceptions import ChannelFull
@@ -92,6 +93,13 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         self.group_expiry = group_expiry
         self.channel_capacity = self.compile_capacities(channel_capacity or {})
         self.using = using
+        #: The current `Broadcast` of ``using``: an alias's is replaced when
+        #: ``BROADCAST_BACKENDS`` changes. (Called on every receive(): no method.)
+        self._front: Callable[[], Broadcast] = (
+            (lambda: using)
+            if isinstance(using, Broadcast)
+            else partial(broadcasts.__getitem__, using)
+        )
         # Secrets: kept out of every attribute shown by repr().
         self._secrets = tuple(symmetric_encryption_keys or ())
         self._states: loops.PerLoop[LoopLayer] = loops.PerLoop(self._new_state, LoopLayer.park)
@@ -105,9 +113,6 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         return f"<{type(self).__name__} using={alias!r}>"
 
     # -- per-loop state ----------------------------------------------------------
-
-    def _front(self) -> Broadcast:
-        return self.using if isinstance(self.using, Broadcast) else broadcasts[self.using]
 
     def _new_state(self, loop: asyncio.AbstractEventLoop) -> LoopLayer:
         front = self._front()
@@ -198,6 +203,20 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
 
     async def receive(self, channel: str) -> Message:
         """The next message on ``channel``, waiting for one."""
+        # The usual case, inline: a channel received on here before (its name was
+        # checked then), on a loop whose state can be used as it is (see `_state`).
+        # A loop with a state is a lasting one: states are made only by calls that
+        # `loops.on_lasting_loop` ran there, and a loop never becomes a throwaway one.
+        state = self._states.find(asyncio.get_running_loop())
+        if state is not None and not (
+            state.closed or state.stale or state.front is not self._front()
+        ):
+            try:
+                inbox = state.inboxes.get(channel)
+            except TypeError:  # unhashable: not a name; refused below
+                inbox = None
+            if inbox is not None and (inbox.own or inbox.claimed):
+                return await state.receive(inbox)
         self.require_valid_channel_name(channel)
         return await loops.on_lasting_loop(self._receive(channel))
 
@@ -311,7 +330,7 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
                 "groups": len(groups),
                 "memberships": sum(len(members) for members in groups),
                 "subscriptions": sum(1 for sink in list(state.sinks.values()) if sink.confirmed),
-                "queued": sum(len(inbox.messages) for inbox in inboxes),
+                "queued": sum(inbox.queued for inbox in inboxes),
                 "dropped_full": state.dropped_full,
                 "expired": state.expired,
                 "undecryptable": state.codec.undecryptable,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from contextlib import suppress
 from typing import Any, Protocol
 
@@ -25,11 +25,16 @@ from ..front import Broadcast
 from .codec import Codec
 from .expiring import Expiring
 from .feed import Feed
-from .inbox import Inbox, Message
+from .housekeeping import sweep
+from .inbox import Inbox, Item, Message
 from .names import PROCESS_TOPIC, QUEUE_TOPIC, client_of
 from .sink import Handler, Sink
 
 logger = logging.getLogger("django_broadcaster.layers")
+
+#: Each receive() returns its own copy of the message (a plain dict): a consumer
+#: changing its message does not change another's.
+copy = dict.copy
 
 
 class LayerClosed(RuntimeError):
@@ -81,8 +86,6 @@ class LoopLayer:
         self.sinks: dict[str, Sink] = {}
         #: The feeds of the normal channels received on here, by channel name.
         self.feeds: dict[str, Feed] = {}
-        #: Inboxes without a pending receive(): the only ones the sweep looks at.
-        self.idle: set[Inbox] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.expiring = Expiring(front, limits.expiry, loop, self.spawn)
         self.timer: asyncio.TimerHandle | None = None
@@ -184,10 +187,10 @@ class LoopLayer:
             )
             return
         now = time.monotonic()
-        deadline = now + self.limits.expiry
+        item = (now + self.limits.expiry, message)  # one for every member
         full = 0
         for inbox in members:
-            if not inbox.put(message, deadline, now):
+            if not inbox.put(item, now):
                 full += 1
         if full:
             self.dropped_full += full
@@ -221,7 +224,7 @@ class LoopLayer:
         if not isinstance(message, dict):
             return False
         now = time.monotonic()
-        if inbox.put(message, now + self.limits.expiry, now):
+        if inbox.put((now + self.limits.expiry, message), now):
             return True
         self.dropped_full += 1
         logger.info("channel %s is over capacity; a message was dropped", inbox.name)
@@ -235,55 +238,73 @@ class LoopLayer:
         if inbox is None:
             now = time.monotonic()
             inbox = self.inboxes[name] = Inbox(name, self.limits.get_capacity(name), now, own)
-            self.idle.add(inbox)
             self.arm()
         return inbox
 
     def send_local(self, inbox: Inbox, message: Message) -> None:
         """Queue a message sent from this loop; `ChannelFull` when it cannot be."""
         now = time.monotonic()
-        if not inbox.put(message, now + self.limits.expiry, now):
+        if not inbox.put((now + self.limits.expiry, message), now):
             raise ChannelFull(inbox.name)
 
     async def receive(self, inbox: Inbox) -> Message:
         """The next message of ``inbox``, waiting for one."""
-        loop = self.loop
+        inbox.receivers += 1
+        now = 0.0  # when a queued message was taken
         try:
             while True:
-                now = time.monotonic()
-                self.expired += inbox.purge(now)
-                if inbox.messages:
-                    message = inbox.messages.popleft()[1]
-                    if inbox.messages and inbox.waiters:
-                        inbox.wake()
-                    elif inbox.waiters and inbox.name in self.feeds:
-                        self.feeds[inbox.name].start()  # for the receivers still waiting
-                    return dict(message)
-                waiter: asyncio.Future[None] = loop.create_future()
+                queue = inbox.queue
+                if queue:
+                    now = time.monotonic()
+                    if queue[0][0] <= now:
+                        self.expired += inbox.purge(now)
+                    if queue:
+                        message = queue.popleft()[1]
+                        if inbox.waiters:
+                            self.hand_on(inbox)
+                        return copy(message)
+                now = 0.0
+                waiter: asyncio.Future[Item | None] = self.loop.create_future()
                 inbox.waiters.append(waiter)
                 inbox.abandoned = False
-                self.idle.discard(inbox)
-                feed = self.feeds.get(inbox.name)
-                if feed is not None:
-                    feed.start()
+                if inbox.claimed:
+                    self.feed_of(inbox, Feed.start)
                 try:
-                    await waiter
+                    item = await waiter
                 except asyncio.CancelledError:
                     with suppress(ValueError):
                         inbox.waiters.remove(waiter)
                     if waiter.done() and not waiter.cancelled():
-                        inbox.wake()  # we were handed a message: hand it on
+                        handed = waiter.result()  # we were woken: hand it on
+                        if handed is None:
+                            inbox.wake()
+                        else:
+                            inbox.hand_back(handed)
                     if not inbox.waiters:
                         inbox.abandoned = True
                     raise
+                if item is not None:  # handed to us as it came
+                    return copy(item[1])
         finally:
-            if not inbox.waiters:
-                inbox.last_active = time.monotonic()
-                if self.inboxes.get(inbox.name) is inbox:
-                    self.idle.add(inbox)
-                feed = self.feeds.get(inbox.name)
-                if feed is not None:  # what was fetched for receivers that left goes back
-                    feed.give_back_soon()
+            inbox.receivers -= 1
+            if not inbox.receivers:
+                inbox.last_active = now or time.monotonic()
+                if inbox.claimed:  # what was fetched for receivers that left goes back
+                    self.feed_of(inbox, Feed.give_back_soon)
+
+    def hand_on(self, inbox: Inbox) -> None:
+        """A message was taken while other receivers wait on ``inbox``: wake the next
+        for the messages left, or have the channel's feed fetch theirs."""
+        if inbox.queue:
+            inbox.wake()
+        elif inbox.claimed:
+            self.feed_of(inbox, Feed.start)
+
+    def feed_of(self, inbox: Inbox, action: Callable[[Feed], None]) -> None:
+        """``action(feed)`` on the feed of claimed ``inbox``, if it still has one."""
+        feed = self.feeds.get(inbox.name)
+        if feed is not None:
+            action(feed)
 
     async def claim(self, inbox: Inbox) -> Inbox:
         """Receive ``inbox``'s normal channel here: subscribe to its work queue's
@@ -314,26 +335,25 @@ class LoopLayer:
             inbox = self.open_inbox(inbox.name, own=inbox.own)
         members = self.groups.setdefault(group, {})
         members[inbox] = time.monotonic()
-        inbox.groups.add(group)
+        inbox.join(group)
 
     async def leave(self, group: str, inbox: Inbox) -> None:
         """Remove ``inbox`` from ``group``; release what nobody uses any more."""
         members = self.groups.get(group)
         if members is None or members.pop(inbox, None) is None:
             return
-        inbox.groups.discard(group)
+        inbox.leave(group)
         if not members:
             del self.groups[group]
             await self.unsubscribe(group)
-        if not (inbox.own or inbox.claimed or inbox.groups or inbox.messages or inbox.waiters):
+        if not (inbox.own or inbox.claimed or inbox.groups or inbox.queue or inbox.receivers):
             self.forget(inbox)
 
     def forget(self, inbox: Inbox) -> None:
         """Release ``inbox``: its queue, its group memberships and its subscription."""
         if self.inboxes.get(inbox.name) is inbox:
             del self.inboxes[inbox.name]
-        self.idle.discard(inbox)
-        inbox.messages.clear()
+        inbox.queue = None
         for group in inbox.groups:
             members = self.groups.get(group)
             if members is not None:
@@ -341,67 +361,31 @@ class LoopLayer:
                 if not members:
                     del self.groups[group]
                     self.unsubscribe_soon(group)
-        inbox.groups.clear()
+        inbox.groups = ()
         if inbox.claimed:
             self.unclaim(inbox)
 
     # -- housekeeping ------------------------------------------------------------
 
     def arm(self) -> None:
-        """Schedule the next `sweep` unless one is due."""
+        """Schedule the next `housekeeping.sweep` unless one is due."""
         if self.timer is None and not self.closed:
             tick = min(max(self.limits.expiry / 4, 0.01), 1.0)
-            self.timer = self.loop.call_later(tick, self.sweep)
-
-    def sweep(self) -> None:
-        """Expire messages and memberships; release channels that went idle."""
-        self.timer = None
-        if self.closed:
-            return
-        now = time.monotonic()
-        expiry = self.limits.expiry
-        for inbox in list(self.idle):
-            if inbox.waiters:
-                self.idle.discard(inbox)
-                continue
-            dropped = inbox.purge(now)
-            self.expired += dropped
-            if now - inbox.last_active < expiry:
-                continue
-            # A message expiring unread: nothing received here for `expiry` while work
-            # waited (a consumer that died mid-message never had a receive cancelled).
-            if inbox.abandoned or dropped or not (inbox.groups or inbox.messages):
-                self.forget(inbox)
-            elif inbox.claimed:
-                self.unclaim(inbox)
-        if now >= self.next_group_scan:
-            group_expiry = self.limits.group_expiry
-            self.next_group_scan = now + min(max(group_expiry / 4, 0.01), 60.0)
-            for group, members in list(self.groups.items()):
-                for inbox, joined in list(members.items()):
-                    if now - joined >= group_expiry:
-                        del members[inbox]
-                        inbox.groups.discard(group)
-                if not members:
-                    del self.groups[group]
-                    self.unsubscribe_soon(group)
-        if self.inboxes:
-            self.arm()
+            self.timer = self.loop.call_later(tick, sweep, self)
 
     async def flush(self) -> None:
         """Forget every message, membership and channel; channels with a pending
         ``receive()`` stay (empty), so their receivers keep working."""
         for members in self.groups.values():
             for inbox in members:
-                inbox.groups.clear()
+                inbox.groups = ()
         self.groups.clear()
         for inbox in list(self.inboxes.values()):
-            inbox.messages.clear()
-            if not inbox.waiters:
+            inbox.queue = None
+            if not inbox.receivers:
                 if inbox.claimed:
                     self.unclaim(inbox)
                 del self.inboxes[inbox.name]
-                self.idle.discard(inbox)
         wanted = {QUEUE_TOPIC + name for name in self.feeds}
         if self.wants_process_topic:
             wanted.add(self.process_topic)
@@ -419,8 +403,8 @@ class LoopLayer:
         """Hand the messages queued on process-specific channels here to the layer, for
         the loop that uses those channels next (this loop closes)."""
         for inbox in self.inboxes.values():
-            if inbox.own and inbox.messages:
-                self.limits.park(inbox.name, inbox.messages)
+            if inbox.own and inbox.queue:
+                self.limits.park(inbox.name, inbox.queue)
 
     async def close(self) -> None:
         """Release everything; pending ``receive()`` calls raise `LayerClosed`."""
@@ -439,7 +423,6 @@ class LoopLayer:
             await feed.close()
             await feed.give_back()
         self.inboxes.clear()
-        self.idle.clear()
         self.groups.clear()
         for topic in list(self.sinks):
             await self.unsubscribe(topic)
