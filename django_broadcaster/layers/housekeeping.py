@@ -11,14 +11,41 @@ receive() itself keeps no list of idle channels up to date.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from .loop_state import LoopLayer
+from .inbox import Inbox
 
 
-def sweep(state: LoopLayer) -> None:
+class Limits(Protocol):
+    """The layer's expiries, as `sweep` reads them."""
+
+    @property
+    def expiry(self) -> float: ...
+    @property
+    def group_expiry(self) -> float: ...
+
+
+class Swept(Protocol):
+    """What `sweep` reads and changes of a `LoopLayer`."""
+
+    timer: asyncio.TimerHandle | None
+    closed: bool
+    expired: int
+    next_group_scan: float
+    inboxes: dict[str, Inbox]
+    groups: dict[str, dict[Inbox, float]]
+
+    @property
+    def limits(self) -> Limits: ...
+    def forget(self, inbox: Inbox) -> None: ...
+    def unclaim(self, inbox: Inbox) -> None: ...
+    def unsubscribe_soon(self, topic: str) -> None: ...
+    def arm(self) -> None: ...
+
+
+def sweep(state: Swept) -> None:
     """Expire messages and memberships; release channels that went idle."""
     state.timer = None
     if state.closed:
