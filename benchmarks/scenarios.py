@@ -48,7 +48,7 @@ class Budget:
 # systems (our MAX_QUEUE is 100,000): a publisher whose publish never suspends
 # runs to the cap before any subscriber is scheduled. Quick runs are long
 # enough that three runs of a cell agree within about 15% on a quiet machine.
-QUICK = Budget(1.5, 50_000, 2_000, 2_000, 2.0, 10_000, 10.0)
+QUICK = Budget(1.5, 50_000, 2_000, 2_000, 2.0, 10_000, 30.0)
 FULL = Budget(4.0, 50_000, 3_000, 3_000, 10.0, 100_000, 60.0)
 
 

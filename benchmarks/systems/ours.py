@@ -118,15 +118,41 @@ def redis_stream_cluster() -> Adapter:
     return _cluster("redis.RedisStreamBackend")
 
 
+async def delete_run_rows() -> None:
+    """Delete this run's events (as raw-psycopg-durable does its own), so the history
+    table stays as small for every run instead of growing with each one."""
+    import psycopg
+
+    from ..scenarios import channel_name
+
+    async with await psycopg.AsyncConnection.connect(POSTGRES_URL, autocommit=True) as conn:
+        await conn.execute(
+            "DELETE FROM django_broadcaster_event WHERE channel LIKE %s",
+            ("%" + channel_name("") + "%",),
+        )
+
+
+class OursPostgres(Ours):
+    async def close(self) -> None:
+        await super().close()
+        await delete_run_rows()
+
+
+class LayerPostgres(ChannelLayerAdapter):
+    async def close(self) -> None:
+        await super().close()
+        await delete_run_rows()
+
+
 def postgres() -> Adapter:
-    return Ours(_configure("postgres.PostgresBackend", POSTGRES_URL, database()))
+    return OursPostgres(_configure("postgres.PostgresBackend", POSTGRES_URL, database()))
 
 
-def _layer() -> Adapter:
+def _layer(adapter: type[ChannelLayerAdapter] = ChannelLayerAdapter) -> Adapter:
     from django_broadcaster.layers import BroadcastChannelLayer  # ImportError: "not available"
 
     # As for channels-redis-core: a capacity no scenario reaches (full channels drop).
-    return ChannelLayerAdapter(BroadcastChannelLayer(using="default", capacity=CAPACITY), "close")
+    return adapter(BroadcastChannelLayer(using="default", capacity=CAPACITY), "close")
 
 
 def layer() -> Adapter:
@@ -138,4 +164,4 @@ def layer() -> Adapter:
 def layer_postgres() -> Adapter:
     """Our channel layer over the PostgreSQL backend."""
     _configure("postgres.PostgresBackend", POSTGRES_URL, database())
-    return _layer()
+    return _layer(LayerPostgres)
