@@ -95,6 +95,19 @@ async def test_one_megabyte_message_round_trips(pg: Broadcast) -> None:
     assert [e.message for e in await pg.ahistory("big")] == [big, "small after"]
 
 
+async def insert_row(conn: psycopg.AsyncConnection[Any], wire: str, payload: bytes) -> str:
+    """A row inserted by hand (no notification): its id."""
+    cursor = await conn.execute(
+        sql.SQL("INSERT INTO {} (channel, payload) VALUES (%s, %s) RETURNING id").format(
+            sql.Identifier(HISTORY_TABLE)
+        ),
+        (wire, payload),
+    )
+    row = await cursor.fetchone()
+    assert row is not None
+    return str(row[0])
+
+
 def expected_mac(bus: Broadcast, notify: str, event_id: str, payload: bytes) -> str:
     """The MAC of an inline notification, computed here from the documented recipe:
     HMAC-SHA256 of ``<notify>@<id>:<payload>`` under a key derived from SECRET_KEY."""
@@ -220,15 +233,7 @@ async def test_foreign_notifications_are_logged_and_skipped(
         # What someone types in psql: a plain NOTIFY that is not JSON ...
         await admin.execute(sql.SQL("NOTIFY {}, 'this is not json'").format(target))
         # ... a row inserted by hand with a non-JSON payload, then its id notified ...
-        cursor = await admin.execute(
-            sql.SQL("INSERT INTO {} (channel, payload) VALUES (%s, %s) RETURNING id").format(
-                sql.Identifier(HISTORY_TABLE)
-            ),
-            (backend.wire_name("junk"), b"\xff not json"),
-        )
-        row = await cursor.fetchone()
-        assert row is not None
-        junk_id = row[0]
+        junk_id = await insert_row(admin, backend.wire_name("junk"), b"\xff not json")
         await admin.execute(
             "SELECT pg_notify(%s, %s)", (backend.notify_channel("junk"), f"@{junk_id}")
         )
@@ -265,17 +270,10 @@ async def test_a_refused_notification_hands_out_no_event_ahead_of_its_turn(
         async with admin.transaction():
             await admin.execute("SELECT pg_notify(%s, '@9223372036854775000')", (notify,))
             await admin.execute("SELECT pg_notify(%s, %s)", (notify, '"plain"'))
-            cursor = await admin.execute(
-                sql.SQL("INSERT INTO {} (channel, payload) VALUES (%s, %s) RETURNING id").format(
-                    sql.Identifier(HISTORY_TABLE)
-                ),
-                (backend.wire_name("turns"), b'"event"'),
-            )
-            row = await cursor.fetchone()
-            assert row is not None
-            await admin.execute("SELECT pg_notify(%s, %s)", (notify, f"@{row[0]}"))
+            event_id = await insert_row(admin, backend.wire_name("turns"), b'"event"')
+            await admin.execute("SELECT pg_notify(%s, %s)", (notify, f"@{event_id}"))
         events = await drain(sub, 2)
-    assert events == [Event("turns", "plain", None), Event("turns", "event", str(row[0]))]
+    assert events == [Event("turns", "plain", None), Event("turns", "event", event_id)]
 
 
 @pytest.fixture
@@ -367,19 +365,6 @@ async def test_forged_notifications_deliver_nothing_and_block_nothing(
 
 async def notes_of(conn: psycopg.AsyncConnection[Any], count: int) -> list[str]:
     return [note.payload async for note in conn.notifies(timeout=TIMEOUT, stop_after=count)]
-
-
-async def insert_row(conn: psycopg.AsyncConnection[Any], wire: str, payload: bytes) -> str:
-    """A row inserted by hand (no notification): its id."""
-    cursor = await conn.execute(
-        sql.SQL("INSERT INTO {} (channel, payload) VALUES (%s, %s) RETURNING id").format(
-            sql.Identifier(HISTORY_TABLE)
-        ),
-        (wire, payload),
-    )
-    row = await cursor.fetchone()
-    assert row is not None
-    return str(row[0])
 
 
 async def test_an_event_with_a_valid_mac_is_handed_out_as_notified(

@@ -65,7 +65,7 @@ class Feed:
     def wanted(self) -> int:
         """How many messages to take now: one per waiting receiver not yet served."""
         inbox = self.inbox
-        queued = len(inbox.messages)
+        queued = inbox.queued
         return min(len(inbox.waiters) - queued, inbox.capacity - queued)
 
     def start(self) -> None:
@@ -130,20 +130,21 @@ class Feed:
         Looked at once the receivers just woken have run: until then the messages
         handed to them are still queued, and most calls find nothing to return.
         """
-        if not self.inbox.waiters and self.inbox.messages:
+        if not self.inbox.waiters and self.inbox.queue:
             asyncio.get_running_loop().call_soon(self.give_back_untaken)
 
     def give_back_untaken(self) -> None:
         """Return the queued messages if no receiver here waits for them."""
-        if not self.inbox.waiters and self.inbox.messages:
+        if not self.inbox.waiters and self.inbox.queue:
             self.spawn(self.give_back())
 
     async def give_back(self) -> None:
         """Put this loop's untaken messages back at the head of the queue, in order."""
-        messages = [message for _, message in self.inbox.messages]
-        self.inbox.messages.clear()
-        if not messages:
+        queue = self.inbox.queue
+        if not queue:
             return
+        messages = [message for _, message in queue]
+        queue.clear()
         hub = self.front.hubs.current()
         try:
             payloads = [hub.sign(self.topic, self.codec.encode(m)) for m in messages]
