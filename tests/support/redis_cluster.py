@@ -205,6 +205,7 @@ class RedisSentinels:
         self.dir = Path(tempfile.mkdtemp(prefix="broadcaster-sentinel-"))
         self.sentinel_ports = [free_port() for _ in range(3)]
         self.sentinels: list[subprocess.Popen[bytes]] = []
+        self.restarts = 0
 
     @property
     def url(self) -> str:
@@ -224,34 +225,63 @@ class RedisSentinels:
         self.master.start()
         replicate(self.replica, self.master.port)
         self.replica.start()
-        for port in self.sentinel_ports:
-            config = self.dir / f"sentinel-{port}.conf"
-            config.write_text(
-                f"port {port}\nbind 127.0.0.1\ndaemonize no\ndir {self.dir}\n"
-                f"logfile {self.dir}/sentinel-{port}.log\n"
-                f"sentinel monitor {SERVICE} 127.0.0.1 {self.master.port} 2\n"
-                f"sentinel down-after-milliseconds {SERVICE} 1000\n"
-                f"sentinel failover-timeout {SERVICE} 2000\n"
-                + (f"sentinel auth-pass {SERVICE} {self.password}\n" if self.password else "")
-            )
-            self.sentinels.append(
-                subprocess.Popen(
-                    ["redis-server", str(config), "--sentinel"],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
+        self.sentinels = [self.start_sentinel(port) for port in self.sentinel_ports]
+        seen: dict[int, str] = {}
 
         def ready() -> bool:
+            self.restart_dead_sentinels()
             for port in self.sentinel_ports:
                 with redis.Redis(host="127.0.0.1", port=port) as sentinel:
                     state = sentinel.sentinel_master(SERVICE)
+                    seen[port] = (
+                        f"{state['num-other-sentinels']} other sentinels, "
+                        f"{state['num-slaves']} replicas"
+                    )
                     if state["num-other-sentinels"] < 2 or state["num-slaves"] < 1:
                         return False
             return True
 
-        wait_for(ready, "the sentinels did not find each other and the replica")
+        try:
+            wait_for(ready, "the sentinels did not find each other and the replica")
+        except RuntimeError as error:
+            raise RuntimeError(f"{error}; last seen {seen}; {self.logs()}") from None
+
+    def start_sentinel(self, port: int) -> subprocess.Popen[bytes]:
+        config = self.dir / f"sentinel-{port}.conf"
+        config.write_text(
+            f"port {port}\nbind 127.0.0.1\ndaemonize no\ndir {self.dir}\n"
+            f"logfile {self.dir}/sentinel-{port}.log\n"
+            f"sentinel monitor {SERVICE} 127.0.0.1 {self.master.port} 2\n"
+            f"sentinel down-after-milliseconds {SERVICE} 1000\n"
+            f"sentinel failover-timeout {SERVICE} 2000\n"
+            + (f"sentinel auth-pass {SERVICE} {self.password}\n" if self.password else "")
+        )
+        return subprocess.Popen(
+            ["redis-server", str(config), "--sentinel"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def restart_dead_sentinels(self) -> None:
+        """Start a sentinel that exited (its port taken between `free_port` and its
+        bind, say) again on a new port; fail with its log on the third exit."""
+        for at, process in enumerate(self.sentinels):
+            if process.poll() is None:
+                continue
+            self.restarts += 1
+            if self.restarts > 3:
+                raise RuntimeError(f"a sentinel keeps exiting; {self.logs()}")
+            self.sentinel_ports[at] = free_port()
+            self.sentinels[at] = self.start_sentinel(self.sentinel_ports[at])
+
+    def logs(self) -> str:
+        """The last lines of every sentinel's log, for a failure message."""
+        tails = []
+        for log in sorted(self.dir.glob("sentinel-*.log")):
+            lines = log.read_text(errors="replace").splitlines()[-8:]
+            tails.append(f"{log.name}:\n" + "\n".join(lines))
+        return "\n".join(tails) or "no sentinel log"
 
     def current_master_port(self) -> int:
         with redis.Redis(host="127.0.0.1", port=self.sentinel_ports[0]) as sentinel:

@@ -55,6 +55,7 @@ class RedisServer:
             *args,
         ]
         self.process: subprocess.Popen[bytes] | None = None
+        self.started = False
 
     @property
     def url(self) -> str:
@@ -65,6 +66,22 @@ class RedisServer:
         return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, protocol=2)
 
     def start(self) -> None:
+        """Start and wait for PING. On the first start only, a server that exits
+        at once (its port, or a cluster node's bus port, taken since `free_port`)
+        is started again on another port; a restart keeps its port."""
+        for attempt in range(3 if not self.started else 1):
+            if attempt:
+                self.port = free_port()
+                self.args[self.args.index("--port") + 1] = str(self.port)
+                if "--cluster-port" in self.args:
+                    self.args[self.args.index("--cluster-port") + 1] = str(free_port())
+            if self.run():
+                self.started = True
+                return
+        raise RuntimeError(f"redis-server on port {self.port} exited; see {self.dir}/redis.log")
+
+    def run(self) -> bool:
+        """Start the process; True once it answers PING, False if it exits first."""
         self.process = subprocess.Popen(
             ["redis-server", *self.args],
             stdin=subprocess.DEVNULL,
@@ -76,11 +93,15 @@ class RedisServer:
             try:
                 with self.client() as client:
                     client.ping()
-                return
+                return True
             except redis.RedisError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
+                if self.process.poll() is not None:
+                    self.process = None
+                    return False
+                if time.monotonic() > deadline:
                     raise RuntimeError(
-                        f"redis-server on port {self.port} did not start; see {self.dir}/redis.log"
+                        f"redis-server on port {self.port} did not answer within 10 s; "
+                        f"see {self.dir}/redis.log"
                     ) from None
                 time.sleep(0.02)
 
