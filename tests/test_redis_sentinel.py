@@ -25,14 +25,14 @@ from django_broadcaster.layers import BroadcastChannelLayer
 from django_broadcaster.masking import mask_password
 from django_broadcaster.testing import conformance
 
-from .support.redis_cluster import RedisSentinels, wait_for
+from .support.redis_cluster import SERVICE, RedisSentinels, wait_for
 from .support.waiting import TIMEOUT, receive
 
 PUBSUB = "django_broadcaster.backends.redis.RedisBackend"
 STREAMS = "django_broadcaster.backends.redis.RedisStreamBackend"
 PASSWORD = "master-pw"
 #: The master wants a password: the one in LOCATION must reach it.
-SERVICE_URL = f"redis://:{PASSWORD}@mymaster/0"
+SERVICE_URL = f"redis://:{PASSWORD}@{SERVICE}/0"
 
 
 @pytest.fixture(scope="module")

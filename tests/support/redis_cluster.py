@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,8 +22,9 @@ from .redis_servers import RedisServer, free_port
 
 #: Seconds a cluster or a failover may take to settle before the fixture fails.
 SETTLE = 30.0
-#: The service name the sentinels monitor.
-SERVICE = "mymaster"
+#: The service name the sentinels monitor: this run's own, so a sentinel left
+#: running by another run (killed before its teardown) never takes part.
+SERVICE = f"service-{uuid.uuid4().hex[:12]}"
 #: A replica's full sync starts at once instead of after 5 s.
 FAST_SYNC = ("--repl-diskless-sync-delay", "0")
 
