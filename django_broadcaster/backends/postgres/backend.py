@@ -19,6 +19,7 @@ from .envelope import event_number, inline
 from .listener import Listener
 from .names import ChannelNames, channel_names, short_prefix
 from .retention import Retention
+from .round_trip import Statement
 from .sealing import NotifyKey
 
 logger = logging.getLogger("django_broadcaster")
@@ -64,6 +65,7 @@ class PostgresBackend(BaseBackend):
         self._retained = statements.retained(max_age)
         self._connector = Connector(self.alias, self.location, repr(self))
         self._retention = Retention(size, max_age)
+        self._publish_one = Statement(b"django_broadcaster_publish", statements.PUBLISH)
         #: Authenticates events carried inline by notifications (``None``: no
         #: ``SECRET_KEY``, or ``NOTIFY_PAYLOADS`` off; every notification is a wake-up).
         self._key = (
@@ -150,21 +152,15 @@ class PostgresBackend(BaseBackend):
         names = self._names(channel)
         conn = self._publisher()
         body, head = self._inline(names, payload)
-        params = {
-            "key": names.lock_key,
-            "channel": names.wire,
-            "payload": payload,
-            "notify": names.notify,
-            "inline": body,
-            "head": head,
-            "outer": None if self._key is None else self._key.outer,
-        }
+        outer = None if body is None or self._key is None else self._key.outer
+        values = (names.lock_key, names.wire, payload, names.notify, body, head, outer)
         async with self._connector.errors():
-            cursor = await conn.execute(statements.PUBLISH, params)
-            row = await cursor.fetchone()
-        assert row is not None
+            result = await self._publish_one.run(conn, values)
         self._retention.published((names.wire,), 1, self.prune)
-        return str(row[0])
+        event_id = result.get_value(0, 0) if result.ntuples else None
+        if event_id is None:  # pragma: no cover - the statement returns the new row's id
+            raise psycopg.DataError(f"publishing on {channel!r} returned no id")
+        return event_id.decode()
 
     async def publish_many(
         self, events: Sequence[tuple[str, bytes]]

@@ -41,36 +41,39 @@ _LOCK_CHANNELS = sql.SQL(
 LOCK_CHANNELS = rendered(_LOCK_CHANNELS)
 
 
-def _notification(event_id: str, payload: str, inline: str, head: str) -> sql.Composed:
+def _notification(event_id: str, payload: str, inline: str, head: str, outer: str) -> sql.Composed:
     """The notification of event ``event_id``: ``@<id>`` when ``inline`` (the payload's
     base64) is ``NULL``, else ``@<id>:<mac>:<inline>``, the MAC being the HMAC-SHA256
     of ``<notify>@<id>:<payload>``: ``sha256(outer || sha256(head || id || ':' ||
     payload))``, ``head`` being the inner key and ``<notify>@`` (see `sealing`)."""
     return sql.SQL(
         "CASE WHEN {inline}::text IS NULL THEN '@' || {id} ELSE '@' || {id} || ':' ||"
-        " encode(sha256(%(outer)b::bytea || sha256({head}::bytea"
+        " encode(sha256({outer}::bytea || sha256({head}::bytea"
         " || convert_to({id} || ':', 'UTF8') || {payload})), 'hex') || ':' || {inline} END"
     ).format(
         id=sql.SQL(event_id),
         payload=sql.SQL(payload),
         inline=sql.SQL(inline),
         head=sql.SQL(head),
+        outer=sql.SQL(outer),
     )
 
 
-#: Insert one event under its channel's lock and notify it: ``(id, _)``. ``inline``
-#: (the payload's base64), ``head`` and ``outer`` are ``NULL`` for a wake-up.
+#: Insert one event under its channel's lock and notify it: ``(id, _)``. Sent by
+#: `round_trip.Statement`, so its parameters are numbered: the lock key, the
+#: channel, the payload, the ``NOTIFY`` channel, then ``inline`` (the payload's
+#: base64), ``head`` and ``outer``, all three ``NULL`` for a wake-up.
 PUBLISH = rendered(
     sql.SQL(
         "WITH lock AS MATERIALIZED"
-        " (SELECT pg_advisory_xact_lock({cls}::int4, %(key)s::int4)), "
+        " (SELECT pg_advisory_xact_lock({cls}::int4, $1::int4)), "
         "row AS (INSERT INTO {table} (channel, payload) "
-        "SELECT %(channel)s, %(payload)b FROM lock RETURNING id) "
-        "SELECT id, pg_notify(%(notify)s, {note}) FROM row"
+        "SELECT $2::text, $3::bytea FROM lock RETURNING id) "
+        "SELECT id, pg_notify($4::text, {note}) FROM row"
     ).format(
         table=_TABLE,
         cls=sql.Literal(LOCK_CLASS),
-        note=_notification("id", "%(payload)b", "%(inline)s", "%(head)b"),
+        note=_notification("id", "$3::bytea", "$5::text", "$6::bytea", "$7::bytea"),
     )
 )
 
@@ -93,7 +96,7 @@ PUBLISH_MANY = rendered(
     ).format(
         table=_TABLE,
         lock=_LOCK_CHANNELS,
-        note=_notification("x.id", "x.payload", "x.inline", "x.head"),
+        note=_notification("x.id", "x.payload", "x.inline", "x.head", "%(outer)b"),
     )
 )
 
