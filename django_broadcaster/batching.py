@@ -55,7 +55,7 @@ class PublishBatcher:
                 del self._queued[:PUBLISH_BATCH]
                 try:
                     ids = await self._send([(channel, payload) for channel, payload, _ in batch])
-                except BaseException as exc:
+                except (Exception, asyncio.CancelledError) as exc:
                     failure = exc if isinstance(exc, Exception) else self._closed_error()
                     for *_, future in batch:
                         if not future.done():

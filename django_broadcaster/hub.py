@@ -250,7 +250,7 @@ class Hub:
         except asyncio.CancelledError:
             await self.release(subscriber)
             raise
-        except BaseException:
+        except Exception:
             self.detach(subscriber)
             raise
 

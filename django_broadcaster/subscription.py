@@ -94,7 +94,7 @@ class Subscription:
         try:
             for channel in replay:
                 await self._replay(hub, channel)
-        except BaseException:
+        except (Exception, asyncio.CancelledError):
             await hub.release(self)
             raise
         return self

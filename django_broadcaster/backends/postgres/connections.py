@@ -110,7 +110,7 @@ class Connector:
                     await conn.execute(set_role(role))
                 for setting in settings:
                     await conn.execute(setting)
-            except BaseException:
+            except (Exception, asyncio.CancelledError):
                 await conn.close()
                 raise
         except psycopg.Error as exc:

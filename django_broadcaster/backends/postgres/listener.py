@@ -293,7 +293,7 @@ class Listener:
         task = asyncio.ensure_future(statement)
         try:
             await asyncio.wait((task,), timeout=self._liveness)
-        except BaseException:
+        except (Exception, asyncio.CancelledError):
             task.cancel()
             raise
         if not task.done():

@@ -132,7 +132,7 @@ class RedisConnections:
                 await self.execute(("PING",))
             else:
                 await self._check_master()
-        except BaseException:
+        except (Exception, asyncio.CancelledError):
             await self.close()
             raise
         self._open = True
@@ -203,7 +203,7 @@ class RedisConnections:
             try:
                 async with timeout(self._command_timeout):
                     return await round_trip(connection, commands)
-            except BaseException as exc:
+            except (Exception, asyncio.CancelledError) as exc:
                 if self._connection is connection:
                     self._connection = None
                     self._reopen = isinstance(exc, asyncio.CancelledError)
@@ -244,7 +244,7 @@ class RedisConnections:
         connection = connection_class(**kwargs)
         try:
             await connection.connect()  # type: ignore[no-untyped-call]
-        except BaseException:
+        except (Exception, asyncio.CancelledError):
             await discard(connection)
             raise
         return connection

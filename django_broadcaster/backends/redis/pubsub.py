@@ -238,7 +238,7 @@ class RedisBackend(RedisQueues, RedisBackendBase):
             return
         except asyncio.CancelledError:
             raise  # the parsers resume a partly read reply on the next read
-        except BaseException as exc:
+        except Exception as exc:
             dead = link.failed  # set by the watchdog, which dropped the connection
             link.fail(exc)
             if isinstance(dead, RedisTimeoutError):

@@ -210,7 +210,7 @@ class ShardSubscriptions:
                     )
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:
+        except Exception as exc:
             dead = link.failed  # set by the watchdog, which dropped the connection
             link.fail(exc)
             self._on_failure(dead if isinstance(dead, RedisTimeoutError) else exc)

@@ -79,7 +79,7 @@ class SharedTrips:
                     continue
                 try:
                     replies = await self._execute(*[c for commands, _ in batch for c in commands])
-                except BaseException as exc:
+                except (Exception, asyncio.CancelledError) as exc:
                     for _, future in batch:
                         if not future.done():
                             if isinstance(exc, Exception):

@@ -259,7 +259,7 @@ class RedisStreamBackend(RedisQueues, RedisBackendBase):
             # lands as the reply comes, and the hub's reader would then never stop.
             async with timeout(XREAD_GRACE):
                 (reply,) = await round_trip(fetch, [command])
-        except BaseException as exc:
+        except (Exception, asyncio.CancelledError) as exc:
             # A reply may still be due on this connection: never reuse it.
             if self._fetch is fetch:
                 self._fetch = None
