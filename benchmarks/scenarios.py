@@ -46,8 +46,9 @@ class Budget:
 
 # The message caps stay below the subscriber queue bound of the in-process
 # systems (our MAX_QUEUE is 100,000): a publisher whose publish never suspends
-# runs to the cap before any subscriber is scheduled. Quick runs are long
-# enough that three runs of a cell agree within about 15% on a quiet machine.
+# runs to the cap before any subscriber is scheduled. On the 2-core VM of
+# docs/performance, a cell's rounds still differ by more than 15% (longer cells
+# did not narrow them): compare ratios within a round.
 QUICK = Budget(1.5, 50_000, 2_000, 2_000, 2.0, 10_000, 30.0)
 FULL = Budget(4.0, 50_000, 3_000, 3_000, 10.0, 100_000, 60.0)
 

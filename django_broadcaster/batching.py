@@ -7,6 +7,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 
+from . import loops
+
 PUBLISH_BATCH = 500
 
 #: Sends ``(channel, payload)`` pairs in order and returns, in order, each one's id
@@ -55,7 +57,7 @@ class PublishBatcher:
                 del self._queued[:PUBLISH_BATCH]
                 try:
                     ids = await self._send([(channel, payload) for channel, payload, _ in batch])
-                except (Exception, asyncio.CancelledError) as exc:
+                except loops.ERRORS_AND_CANCELLATION as exc:
                     failure = exc if isinstance(exc, Exception) else self._closed_error()
                     for *_, future in batch:
                         if not future.done():

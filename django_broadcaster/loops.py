@@ -25,6 +25,13 @@ from asgiref.sync import AsyncToSync
 T = TypeVar("T")
 V = TypeVar("V")
 
+#: What a clean-up handler that awaits, or schedules on its event loop, catches
+#: before re-raising: errors and cancellation. Not ``BaseException``: a coroutine
+#: closed after its loop closed gets ``GeneratorExit``, and awaiting then
+#: ("coroutine ignored GeneratorExit") or scheduling on the closed loop ("Event
+#: loop is closed") only adds an error printed as ignored.
+ERRORS_AND_CANCELLATION = (Exception, asyncio.CancelledError)
+
 _lock = threading.Lock()
 _bridge: asyncio.AbstractEventLoop | None = None
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from types import TracebackType
 from typing import Any
 
+from . import loops
 from .events import Event, validate_channel_name
 from .exceptions import HistoryNotSupported, SubscriberLagged
 from .hub import Hub
@@ -94,7 +95,7 @@ class Subscription:
         try:
             for channel in replay:
                 await self._replay(hub, channel)
-        except (Exception, asyncio.CancelledError):
+        except loops.ERRORS_AND_CANCELLATION:
             await hub.release(self)
             raise
         return self

@@ -821,6 +821,60 @@ async def test_subscribing_while_receive_waits_keeps_every_channel() -> None:
         await backend.close()
 
 
+async def prepared_on_publishing_connection(bus: Broadcast) -> list[str]:
+    """The statements prepared on ``bus``'s publishing connection."""
+    conn = backend_of(bus)._publisher()
+    cursor = await conn.execute("SELECT name FROM pg_prepared_statements ORDER BY name")
+    return [name for (name,) in await cursor.fetchall()]
+
+
+async def test_the_publish_is_prepared_once_on_its_connection(pg: Broadcast) -> None:
+    ids = [await pg.apublish("prepared", n) for n in range(3)]
+    assert await prepared_on_publishing_connection(pg) == ["django_broadcaster_publish"]
+    assert [e.id for e in await pg.ahistory("prepared")] == ids
+
+
+async def test_prepare_threshold_none_in_databases_sends_the_publish_unprepared() -> None:
+    options = connections["default"].settings_dict.setdefault("OPTIONS", {})
+    options["prepare_threshold"] = None  # as behind a pooler that cannot keep them
+    bus = make_bus("postgres")
+    try:
+        ids = [await bus.apublish("whole", n) for n in range(3)]
+        assert await prepared_on_publishing_connection(bus) == []
+        assert [e.message for e in await bus.ahistory("whole")] == [0, 1, 2]
+        assert [e.id for e in await bus.ahistory("whole")] == ids
+    finally:
+        del options["prepare_threshold"]
+        await bus.aclose()
+
+
+async def test_a_publish_cancelled_in_flight_is_stored_and_the_next_one_follows(
+    pg: Broadcast, admin: psycopg.AsyncConnection[Any]
+) -> None:
+    await pg.apublish("cancelled", "first")
+    table = sql.Identifier(HISTORY_TABLE)
+    async with admin.transaction():
+        await admin.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(table))
+        publish = asyncio.ensure_future(pg.apublish("cancelled", "second"))
+        for _ in range(250):  # until its INSERT waits for the table
+            cursor = await admin.execute(
+                "SELECT count(*) FROM pg_locks WHERE relation = %s::regclass AND NOT granted",
+                (HISTORY_TABLE,),
+            )
+            if (await cursor.fetchone()) == (1,):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the publish never waited for the table")
+        publish.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await publish
+    # The table is free again: the cancelled statement completes, then this one.
+    await pg.apublish("cancelled", "third")
+    history = await pg.ahistory("cancelled")
+    assert [e.message for e in history] == ["first", "second", "third"]
+
+
 async def test_synchronous_commit_can_be_turned_off() -> None:
     bus = make_bus("postgres", OPTIONS={"SYNCHRONOUS_COMMIT": False})
     try:

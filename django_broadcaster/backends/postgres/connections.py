@@ -22,6 +22,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
+from ... import loops
 from ...masking import redact
 from .configuration import is_url
 from .deployment import missing_table_error
@@ -110,7 +111,7 @@ class Connector:
                     await conn.execute(set_role(role))
                 for setting in settings:
                     await conn.execute(setting)
-            except (Exception, asyncio.CancelledError):
+            except loops.ERRORS_AND_CANCELLATION:
                 await conn.close()
                 raise
         except psycopg.Error as exc:

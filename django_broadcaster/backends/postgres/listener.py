@@ -10,8 +10,8 @@ its event with a valid MAC (see `sealing`) is handed out as it is; any other
 only wakes the reader (anyone may ``NOTIFY``): what it hands out is then read
 from the table, so a forged notification delivers nothing and moves no
 position. Per channel, events are handed out in id order and an id is never
-handed out twice. Between statements on the connection, one long-lived task
-collects its notifications (see `notifications`). After
+handed out twice. Between statements on the connection, the event loop
+watches its socket and collects its notifications (see `notifications`). After
 ``OPTIONS["LIVENESS_INTERVAL"]`` seconds without a notification the connection
 is probed with ``SELECT 1``; it is taken for dead (a half-open link) when that,
 or the read of notified events, gets no reply within another interval: the hub
@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from ... import loops
 from ..base import RawEvent
 from . import statements
 from .connections import Connection, Connector, shut
@@ -293,7 +294,7 @@ class Listener:
         task = asyncio.ensure_future(statement)
         try:
             await asyncio.wait((task,), timeout=self._liveness)
-        except (Exception, asyncio.CancelledError):
+        except loops.ERRORS_AND_CANCELLATION:
             task.cancel()
             raise
         if not task.done():

@@ -38,6 +38,7 @@ if sys.version_info >= (3, 11):
 else:  # redis-py depends on async-timeout before Python 3.11.3
     from async_timeout import timeout as timeout  # type: ignore[import-not-found,no-redef]
 
+from ... import loops
 from ...exceptions import ConfigError
 from ...masking import mask_password, redact
 from ...options import option_error
@@ -132,7 +133,7 @@ class RedisConnections:
                 await self.execute(("PING",))
             else:
                 await self._check_master()
-        except (Exception, asyncio.CancelledError):
+        except loops.ERRORS_AND_CANCELLATION:
             await self.close()
             raise
         self._open = True
@@ -203,7 +204,7 @@ class RedisConnections:
             try:
                 async with timeout(self._command_timeout):
                     return await round_trip(connection, commands)
-            except (Exception, asyncio.CancelledError) as exc:
+            except loops.ERRORS_AND_CANCELLATION as exc:
                 if self._connection is connection:
                     self._connection = None
                     self._reopen = isinstance(exc, asyncio.CancelledError)
@@ -244,7 +245,7 @@ class RedisConnections:
         connection = connection_class(**kwargs)
         try:
             await connection.connect()  # type: ignore[no-untyped-call]
-        except (Exception, asyncio.CancelledError):
+        except loops.ERRORS_AND_CANCELLATION:
             await discard(connection)
             raise
         return connection

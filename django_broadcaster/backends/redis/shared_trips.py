@@ -15,6 +15,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ... import loops
+
 #: Most commands sent in one round trip (the calls queued beyond wait for the next).
 MAX_COMMANDS = 500
 
@@ -79,7 +81,7 @@ class SharedTrips:
                     continue
                 try:
                     replies = await self._execute(*[c for commands, _ in batch for c in commands])
-                except (Exception, asyncio.CancelledError) as exc:
+                except loops.ERRORS_AND_CANCELLATION as exc:
                     for _, future in batch:
                         if not future.done():
                             if isinstance(exc, Exception):

@@ -22,6 +22,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ... import loops
 from ...options import is_whole_number, option_error
 from ..base import BackendConfig, RawEvent
 from ..history import IDLE_RETENTION, check_idle_retention
@@ -259,7 +260,7 @@ class RedisStreamBackend(RedisQueues, RedisBackendBase):
             # lands as the reply comes, and the hub's reader would then never stop.
             async with timeout(XREAD_GRACE):
                 (reply,) = await round_trip(fetch, [command])
-        except (Exception, asyncio.CancelledError) as exc:
+        except loops.ERRORS_AND_CANCELLATION as exc:
             # A reply may still be due on this connection: never reuse it.
             if self._fetch is fetch:
                 self._fetch = None
