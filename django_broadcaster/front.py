@@ -50,6 +50,9 @@ class Broadcast:
         #: Called with each `Event` this process publishes through this alias
         #: (``django_broadcaster.testing.capture`` uses it).
         self.observers: list[Callable[[Event], None]] = []
+        #: Set when ``broadcasts`` dropped this instance (``BROADCAST_BACKENDS``
+        #: changed): ``broadcasts[alias]`` now makes a new one.
+        self.retired = False
 
     def __repr__(self) -> str:
         return (

@@ -65,6 +65,8 @@ class BroadcastHandler:
         """Close everything and re-read settings on next use (tests' ``override_settings``)."""
         self.close_all()
         with self._lock:
+            for instance in self._instances.values():
+                instance.retired = True
             self._instances.clear()
             self._settings = None
 

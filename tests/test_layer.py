@@ -28,7 +28,7 @@ from channels.testing import WebsocketCommunicator
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from django_broadcaster import Broadcast
+from django_broadcaster import Broadcast, broadcasts
 from django_broadcaster.layers import BroadcastChannelLayer, LayerClosed
 from django_broadcaster.layers.checks import check_channel_layers
 
@@ -88,6 +88,29 @@ def test_sync_send_receive_via_async_to_sync(backend_name: str) -> None:
     finally:
         async_to_sync(layer.close)()
         bus.close()
+
+
+async def test_a_layer_on_an_alias_follows_a_change_of_broadcast_backends() -> None:
+    """When BROADCAST_BACKENDS changes, the alias's `Broadcast` is replaced (the old
+    one marked retired); the layer moves to the new one on its next call, a
+    receive() on a channel it already knows included."""
+    memory = {"BACKEND": "django_broadcaster.backends.memory.MemoryBackend"}
+    layer = BroadcastChannelLayer(using="default")
+    try:
+        with override_settings(BROADCAST_BACKENDS={"default": memory}):
+            channel = await layer.new_channel()
+            await layer.send(channel, {"type": "test.message", "n": 1})
+            assert await receive(layer, channel) == {"type": "test.message", "n": 1}
+            old = broadcasts["default"]
+        with override_settings(BROADCAST_BACKENDS={"default": {**memory, "KEY_PREFIX": "b"}}):
+            assert layer.using == "default" and broadcasts["default"].retired is False
+            waiting = asyncio.ensure_future(receive(layer, channel))
+            await asyncio.sleep(0)
+            await layer.send(channel, {"type": "test.message", "n": 2})
+            assert await waiting == {"type": "test.message", "n": 2}
+        assert old.retired
+    finally:
+        await layer.close()
 
 
 async def test_multi_send_receive_keeps_order(layer: BroadcastChannelLayer) -> None:

@@ -93,8 +93,8 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         self.group_expiry = group_expiry
         self.channel_capacity = self.compile_capacities(channel_capacity or {})
         self.using = using
-        #: The current `Broadcast` of ``using``: an alias's is replaced when
-        #: ``BROADCAST_BACKENDS`` changes. (Called on every receive(): no method.)
+        #: The current `Broadcast` of ``using``: an alias's is replaced (and the old
+        #: one marked ``retired``) when ``BROADCAST_BACKENDS`` changes.
         self._front: Callable[[], Broadcast] = (
             (lambda: using)
             if isinstance(using, Broadcast)
@@ -122,7 +122,7 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         """The running loop's state, made anew if it was closed or its `Broadcast`
         was replaced (``BROADCAST_BACKENDS`` changed)."""
         state = self._states.get()
-        if state.closed or state.front is not self._front():
+        if state.closed or state.front.retired:
             state.retire()
             self._states.discard(state.loop, state)
             state = self._states.get()
@@ -208,9 +208,7 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         # A loop with a state is a lasting one: states are made only by calls that
         # `loops.on_lasting_loop` ran there, and a loop never becomes a throwaway one.
         state = self._states.find(asyncio.get_running_loop())
-        if state is not None and not (
-            state.closed or state.stale or state.front is not self._front()
-        ):
+        if state is not None and not (state.closed or state.stale or state.front.retired):
             try:
                 inbox = state.inboxes.get(channel)
             except TypeError:  # unhashable: not a name; refused below
