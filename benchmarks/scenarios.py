@@ -64,6 +64,13 @@ def payload(kind: str, size: int = SMALL, stamp: int = 0) -> str:
     return head + "x" * (size - len(head))
 
 
+#: How a subscriber is read, as an adapter's ``receiver()`` returns it: ``get()``
+#: awaits the library's next item and ``unwrap(item)`` is its payload (``None``:
+#: the item is the payload). The readers await the library's own awaitable, with
+#: no coroutine of the harness in between, for every system alike.
+Receiver = tuple[Callable[[], Awaitable[Any]], Callable[[Any], Any] | None]
+
+
 def kind_of(message: str | bytes) -> str:
     first = message[0]
     return chr(first) if isinstance(first, int) else first
@@ -95,17 +102,21 @@ class Countdown:
 class Reader:
     """Counts measured messages on one subscriber until the end marker."""
 
-    def __init__(self, get: Callable[[], Awaitable[Any]], warm: Countdown) -> None:
+    def __init__(self, receiver: Receiver, warm: Countdown) -> None:
         self.count = 0
         self.finished_at = 0.0
-        self.task = asyncio.create_task(self.run(get, warm))
+        self.task = asyncio.create_task(self.run(receiver, warm))
 
-    async def run(self, get: Callable[[], Awaitable[Any]], warm: Countdown) -> None:
-        while kind_of(await get()) != WARM:
-            pass
+    async def run(self, receiver: Receiver, warm: Countdown) -> None:
+        get, unwrap = receiver
+        while True:
+            item = await get()
+            if kind_of(item if unwrap is None else unwrap(item)) == WARM:
+                break
         warm.hit()
         while True:
-            kind = kind_of(await get())
+            item = await get()
+            kind = kind_of(item if unwrap is None else unwrap(item))
             if kind == MESSAGE:
                 self.count += 1
             elif kind == END:
@@ -256,9 +267,10 @@ async def worker_queue(adapter: Any, budget: Budget) -> Result:
     warm = Countdown(WORKERS)
 
     async def work(index: int) -> None:
-        get = adapter.queue_receiver(channel)
+        get, unwrap = adapter.queue_receiver(channel)
         while True:
-            kind = kind_of(await get())
+            item = await get()
+            kind = kind_of(item if unwrap is None else unwrap(item))
             if kind == MESSAGE:
                 counts[index] += 1
             elif kind == WARM:
@@ -330,7 +342,7 @@ async def cross_process_latency(adapter: Any, budget: Budget, system: str) -> Re
     channel = channel_name("latency")
     expected = int(budget.latency_seconds * LATENCY_RATE)
     subscription = adapter.subscribe(channel)
-    get = adapter.receiver(await subscription.__aenter__())
+    get, unwrap = adapter.receiver(await subscription.__aenter__())
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "benchmarks.run_one", system, "cross-process-latency",
         "--publish-to", channel, "--seconds", str(budget.latency_seconds),
@@ -339,14 +351,17 @@ async def cross_process_latency(adapter: Any, budget: Budget, system: str) -> Re
     latencies = []
 
     async def receive() -> None:
-        while kind_of(await get()) != WARM:
-            pass
+        while True:
+            item = await get()
+            if kind_of(item if unwrap is None else unwrap(item)) == WARM:
+                break
         assert child.stdin is not None
         child.stdin.write(b"go\n")
         await child.stdin.drain()
         while True:
-            message = await get()
+            item = await get()
             now = time.monotonic_ns()
+            message = item if unwrap is None else unwrap(item)
             kind = kind_of(message)
             if kind == MESSAGE:
                 latencies.append(now - int(message[1:20]))

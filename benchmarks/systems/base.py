@@ -11,6 +11,8 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..scenarios import Receiver
+
 # Every system talks to the same servers. Override with environment variables
 # to point the whole run elsewhere (loopback only on the shared machines).
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -30,8 +32,9 @@ class Adapter:
     ``subscribe(channel)`` returns the system's own async context manager (or
     the thinnest one possible), so the idle-memory scenario measures what a user
     of that system holds per subscriber and nothing of the harness.
-    ``receiver(handle)`` turns what it yields into a zero-argument coroutine
-    function returning the next payload (``str`` or ``bytes``).
+    ``receiver(handle)`` says how to read what it yields: the system's own
+    zero-argument awaitable-returning callable and how to take the payload
+    (``str`` or ``bytes``) out of what it returns (`scenarios.Receiver`).
     """
 
     async def start(self) -> None:
@@ -46,15 +49,16 @@ class Adapter:
     def subscribe(self, channel: str) -> Any:
         raise NotImplementedError
 
-    def receiver(self, handle: Any) -> Callable[[], Awaitable[str | bytes]]:
+    def receiver(self, handle: Any) -> Receiver:
+        """How subscription ``handle`` is read (see `scenarios.Receiver`)."""
         raise NotImplementedError
 
     async def send(self, channel: str, payload: str) -> None:
         """Send to a channel layer's normal channel (work queue); layers only."""
         raise Unavailable("not a channel layer: no worker channels")
 
-    def queue_receiver(self, channel: str) -> Callable[[], Awaitable[str | bytes]]:
-        """The next payload taken from normal channel ``channel``; layers only."""
+    def queue_receiver(self, channel: str) -> Receiver:
+        """How normal channel ``channel`` is read (see `scenarios.Receiver`); layers only."""
         raise Unavailable("not a channel layer: no worker channels")
 
 

@@ -6,8 +6,11 @@ group whose name is the benchmark channel. Also used for our own layer.
 
 from __future__ import annotations
 
+from functools import partial
+from operator import itemgetter
 from typing import Any
 
+from ..scenarios import Receiver
 from .base import REDIS_URL, Adapter
 
 MESSAGE_TYPE = "bench.message"
@@ -48,24 +51,14 @@ class ChannelLayerAdapter(Adapter):
     def subscribe(self, channel: str) -> GroupMembership:
         return GroupMembership(self.layer, channel)
 
-    def receiver(self, handle: GroupMembership) -> Any:
-        receive, name = self.layer.receive, handle.name
-
-        async def get() -> str:
-            return (await receive(name))["text"]
-
-        return get
+    def receiver(self, handle: GroupMembership) -> Receiver:
+        return partial(self.layer.receive, handle.name), itemgetter("text")
 
     async def send(self, channel: str, payload: str) -> None:
         await self.layer.send(channel, {"type": MESSAGE_TYPE, "text": payload})
 
-    def queue_receiver(self, channel: str) -> Any:
-        receive = self.layer.receive
-
-        async def get() -> str:
-            return (await receive(channel))["text"]
-
-        return get
+    def queue_receiver(self, channel: str) -> Receiver:
+        return partial(self.layer.receive, channel), itemgetter("text")
 
     async def close(self) -> None:
         if self.close_method:

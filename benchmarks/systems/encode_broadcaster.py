@@ -6,10 +6,12 @@ newer its subscribers wait forever and nothing is delivered.
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 
 from broadcaster import Broadcast
 
+from ..scenarios import Receiver
 from .base import REDIS_URL, Adapter
 
 
@@ -28,11 +30,8 @@ class EncodeBroadcaster(Adapter):
         # first subscribe() calls on one channel lose a subscriber in 0.3.1.
         return self.broadcast.subscribe(channel)
 
-    def receiver(self, handle: Any) -> Any:
-        async def get() -> str:
-            return (await handle.get()).message
-
-        return get
+    def receiver(self, handle: Any) -> Receiver:
+        return handle.get, attrgetter("message")
 
     async def close(self) -> None:
         await self.broadcast.disconnect()

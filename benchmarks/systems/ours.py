@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..scenarios import Receiver
 from .base import POSTGRES_URL, REDIS_CLUSTER_URL, REDIS_URL, Adapter, Unavailable
 from .channels_layers import CAPACITY, ChannelLayerAdapter
 
@@ -73,13 +75,8 @@ class Ours(Adapter):
     def subscribe(self, channel: str) -> Any:
         return self.backend.subscribe(channel)
 
-    def receiver(self, handle: Any) -> Any:
-        events = aiter(handle)
-
-        async def get() -> str:
-            return (await anext(events)).message
-
-        return get
+    def receiver(self, handle: Any) -> Receiver:
+        return aiter(handle).__anext__, attrgetter("message")
 
     async def close(self) -> None:
         await self.backend.aclose()

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ..scenarios import channel_name
+from ..scenarios import Receiver, channel_name
 from .base import POSTGRES_URL, Adapter, LocalFanout
 
 NOTIFY = "SELECT pg_notify(%s, %s)"
@@ -55,8 +55,8 @@ class RawPsycopg(Adapter):
     def subscribe(self, channel: str) -> Any:
         return self.local.subscription(channel)
 
-    def receiver(self, handle: asyncio.Queue[str]) -> Any:
-        return handle.get
+    def receiver(self, handle: asyncio.Queue[str]) -> Receiver:
+        return handle.get, None
 
     async def close(self) -> None:
         if self.reader is not None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from redis import asyncio as redis
 
+from ..scenarios import Receiver
 from .base import REDIS_URL, Adapter, LocalFanout
 
 
@@ -44,8 +45,8 @@ class RawRedis(Adapter):
     def subscribe(self, channel: str) -> Any:
         return self.local.subscription(channel.encode())
 
-    def receiver(self, handle: asyncio.Queue[bytes]) -> Any:
-        return handle.get
+    def receiver(self, handle: asyncio.Queue[bytes]) -> Receiver:
+        return handle.get, None
 
     async def close(self) -> None:
         if self.reader is not None:
