@@ -62,7 +62,8 @@ class BroadcastHandler:
             instance.close()
 
     def reset(self) -> None:
-        """Close everything and re-read settings on next use (tests' ``override_settings``)."""
+        """Close everything and re-read settings on next use (tests' ``override_settings``);
+        the `Broadcast` instances dropped are marked ``retired``."""
         self.close_all()
         with self._lock:
             for instance in self._instances.values():
