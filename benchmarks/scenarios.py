@@ -76,6 +76,15 @@ def kind_of(message: str | bytes) -> str:
     return chr(first) if isinstance(first, int) else first
 
 
+async def skip_to_warm(receiver: Receiver) -> None:
+    """Read until the first warm-up marker: the subscription is live."""
+    get, unwrap = receiver
+    while True:
+        item = await get()
+        if kind_of(item if unwrap is None else unwrap(item)) == WARM:
+            return
+
+
 def channel_name(label: str) -> str:
     """Unique per process, valid for every system (Channels groups, PostgreSQL, ...)."""
     return f"bench.{os.getpid()}.{label}"
@@ -108,12 +117,9 @@ class Reader:
         self.task = asyncio.create_task(self.run(receiver, warm))
 
     async def run(self, receiver: Receiver, warm: Countdown) -> None:
-        get, unwrap = receiver
-        while True:
-            item = await get()
-            if kind_of(item if unwrap is None else unwrap(item)) == WARM:
-                break
+        await skip_to_warm(receiver)
         warm.hit()
+        get, unwrap = receiver
         while True:
             item = await get()
             kind = kind_of(item if unwrap is None else unwrap(item))
@@ -342,7 +348,8 @@ async def cross_process_latency(adapter: Any, budget: Budget, system: str) -> Re
     channel = channel_name("latency")
     expected = int(budget.latency_seconds * LATENCY_RATE)
     subscription = adapter.subscribe(channel)
-    get, unwrap = adapter.receiver(await subscription.__aenter__())
+    receiver = adapter.receiver(await subscription.__aenter__())
+    get, unwrap = receiver
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "benchmarks.run_one", system, "cross-process-latency",
         "--publish-to", channel, "--seconds", str(budget.latency_seconds),
@@ -351,10 +358,7 @@ async def cross_process_latency(adapter: Any, budget: Budget, system: str) -> Re
     latencies = []
 
     async def receive() -> None:
-        while True:
-            item = await get()
-            if kind_of(item if unwrap is None else unwrap(item)) == WARM:
-                break
+        await skip_to_warm(receiver)
         assert child.stdin is not None
         child.stdin.write(b"go\n")
         await child.stdin.drain()

@@ -16,7 +16,6 @@ import asyncio
 import secrets
 import warnings
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from functools import partial
 from typing import Any
 
 from channels.exceptions import ChannelFull
@@ -93,13 +92,6 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
         self.group_expiry = group_expiry
         self.channel_capacity = self.compile_capacities(channel_capacity or {})
         self.using = using
-        #: The current `Broadcast` of ``using``: an alias's is replaced (and the old
-        #: one marked ``retired``) when ``BROADCAST_BACKENDS`` changes.
-        self._front: Callable[[], Broadcast] = (
-            (lambda: using)
-            if isinstance(using, Broadcast)
-            else partial(broadcasts.__getitem__, using)
-        )
         # Secrets: kept out of every attribute shown by repr().
         self._secrets = tuple(symmetric_encryption_keys or ())
         self._states: loops.PerLoop[LoopLayer] = loops.PerLoop(self._new_state, LoopLayer.park)
@@ -115,7 +107,9 @@ class BroadcastChannelLayer(BaseChannelLayer):  # type: ignore[misc]
     # -- per-loop state ----------------------------------------------------------
 
     def _new_state(self, loop: asyncio.AbstractEventLoop) -> LoopLayer:
-        front = self._front()
+        # An alias's `Broadcast` is replaced (the old one marked ``retired``) when
+        # BROADCAST_BACKENDS changes: the state made then takes the new one.
+        front = self.using if isinstance(self.using, Broadcast) else broadcasts[self.using]
         return LoopLayer(self, front, Codec(front, self._secrets), loop, self.client_prefix)
 
     def _state(self) -> LoopLayer:
